@@ -1,0 +1,94 @@
+"""NAS attribute profiles: what the probe puts in an Access-Request besides the method.
+
+``rras`` sends what a Windows RRAS (Always On VPN) server sends, so NPS network
+policies that match on NAS-Port-Type, Tunnel-Type or the MS-RAS attributes treat
+the probe like the real VPN server.  ``generic`` sends the minimum.  Extra
+attributes (``--attr NAME=VALUE``) replace a profile attribute of the same name
+or are added; every name and value is checked against the dictionary.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Sequence
+
+from .dictionary import DictionaryError, RadiusDictionary
+from .packet import VENDOR_SPECIFIC, Attr, vsa
+
+PROFILES = ("rras", "generic")
+
+
+@dataclass(frozen=True)
+class NasContext:
+    """Facts about the NAS that profiles put into requests."""
+
+    nas_ip: str  # our source address, as RRAS sends its own address
+    nas_identifier: str = "radius-probe"
+    calling_station_id: str = "192.0.2.10"  # the VPN client's address (documentation range)
+    framed_mtu: int = 1500
+    nas_port: int = 0
+
+
+def parse_attr_option(text: str, dictionary: RadiusDictionary) -> tuple[str, str]:
+    """Validate one ``NAME=VALUE`` option; raises DictionaryError naming the problem."""
+    if "=" not in text:
+        raise DictionaryError(f"--attr {text!r}: expected NAME=VALUE")
+    name, value = text.split("=", 1)
+    name, value = name.strip(), value.strip()
+    dictionary.encode(name, value)  # raises with the attribute and value in the message
+    return dictionary.get(name).name, value
+
+
+def profile_pairs(profile: str, ctx: NasContext) -> list[tuple[str, str | int]]:
+    """(attribute name, value) pairs of a profile, in the order RRAS sends them."""
+    if profile not in PROFILES:
+        raise DictionaryError(f"unknown NAS profile {profile!r} (choose {', '.join(PROFILES)})")
+    if profile == "generic":
+        return [("NAS-IP-Address", ctx.nas_ip), ("NAS-Identifier", ctx.nas_identifier)]
+    correlation = "{" + str(uuid.uuid4()).upper() + "}"
+    return [
+        ("NAS-IP-Address", ctx.nas_ip),
+        ("NAS-Port", ctx.nas_port),
+        ("NAS-Identifier", ctx.nas_identifier),
+        ("Service-Type", "Framed-User"),
+        ("Framed-Protocol", "PPP"),
+        ("NAS-Port-Type", "Virtual"),
+        ("Framed-MTU", ctx.framed_mtu),
+        ("Called-Station-Id", ctx.nas_ip),
+        ("Calling-Station-Id", ctx.calling_station_id),
+        ("Tunnel-Type", "0:L2TP"),
+        ("MS-RAS-Vendor", 311),
+        ("MS-RAS-Version", "MSRASV5.20"),
+        ("MS-RAS-Client-Name", "radius-probe"),
+        ("MS-RAS-Client-Version", "MSRASV5.20"),
+        ("MS-Network-Access-Server-Type", "Remote-Access-Server"),
+        ("MS-RAS-Correlation-ID", correlation),
+    ]
+
+
+def encode_pairs(pairs: Sequence[tuple[str, str | int]], dictionary: RadiusDictionary) -> list[Attr]:
+    attrs: list[Attr] = []
+    for name, value in pairs:
+        adef, data = dictionary.encode(name, value)
+        if adef.vendor_id:
+            attrs.append(vsa(adef.vendor_id, adef.code, data))
+        else:
+            attrs.append((adef.code, data))
+    return attrs
+
+
+def nas_attributes(
+    profile: str,
+    ctx: NasContext,
+    extra: Sequence[tuple[str, str]],
+    dictionary: RadiusDictionary,
+) -> list[Attr]:
+    """Profile attributes with ``extra`` applied (same name replaces, new name adds)."""
+    override = {dictionary.get(n).name for n, _ in extra}
+    pairs = [(n, v) for n, v in profile_pairs(profile, ctx) if dictionary.get(n).name not in override]
+    pairs += list(extra)
+    return encode_pairs(pairs, dictionary)
+
+
+__all__ = ["PROFILES", "NasContext", "nas_attributes", "parse_attr_option", "encode_pairs", "VENDOR_SPECIFIC"]
