@@ -1,0 +1,203 @@
+"""Emulator configuration: users, MFA behaviours and NPS policies (YAML or defaults).
+
+Behaviours (``mfa:``) mirror what the NPS extension for Entra MFA does once NPS
+has accepted the first factor:
+
+- ``approve``        push approved after ``delay`` seconds -> Access-Accept (event 6272)
+- ``deny``           the user denied the push -> Access-Reject + Reply-Message
+- ``discard``        ESTS_TOKEN_ERROR: no reply at all, duplicates dropped too (event 6274)
+- ``otp``            Access-Challenge with State, then the OTP ``otp_code`` -> Accept
+- ``not_found``      user not in Entra -> Access-Reject (event 6273, reason 21)
+- ``not_enrolled``   no MFA method: Reject when REQUIRE_USER_MATCH is true, else Accept
+- ``none``           no MFA (as for a NAS in IP_WHITELIST) -> Access-Accept
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..radius.dictionary import DictionaryError, default_dictionary
+
+BEHAVIOURS = ("approve", "deny", "discard", "otp", "not_found", "not_enrolled", "none")
+DEFAULT_SECRET = "radius-probe-lab"
+DEFAULT_PASSWORD = "Passw0rd!"
+DEFAULT_OTP = "123456"
+
+
+class EmulatorConfigError(ValueError):
+    """Bad emulator configuration; the message names file, field and value."""
+
+
+@dataclass
+class EmulatedUser:
+    name: str
+    password: str = field(repr=False, default=DEFAULT_PASSWORD)
+    mfa: str = "approve"
+    delay_s: float = 0.0
+    otp_code: str | None = field(repr=False, default=None)
+    reply: list[tuple[str, str]] = field(default_factory=list)
+    description: str = ""
+
+
+@dataclass
+class EmulatorConfig:
+    secret: bytes = field(repr=False, default=DEFAULT_SECRET.encode())
+    require_message_authenticator: bool = False
+    require_user_match: bool = True
+    sign_replies: str = "auto"  # auto: only replies carrying EAP-Message; always; never
+    duplicate_hold_s: float = 10.0  # NPS drops a duplicate for this long after answering
+    clients: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(
+        default_factory=lambda: [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    )
+    ip_whitelist: list[str] = field(default_factory=list)  # NAS-IP-Address values that skip MFA
+    deny_message: str = "Authentication was denied by the user."
+    otp_prompt: str = "Enter your Microsoft verification code"
+    users: dict[str, EmulatedUser] = field(default_factory=dict)
+
+    def scaled(self, hold_factor: float, max_hold_s: float | None = None) -> "EmulatorConfig":
+        """A copy with approval delays scaled/capped (the demo shortens holds)."""
+        users = {}
+        for name, u in self.users.items():
+            delay = u.delay_s * hold_factor
+            if max_hold_s is not None:
+                delay = min(delay, max_hold_s)
+            users[name] = EmulatedUser(u.name, u.password, u.mfa, delay, u.otp_code, list(u.reply), u.description)
+        copy = EmulatorConfig(**{**self.__dict__, "users": users})
+        return copy
+
+
+def default_users() -> dict[str, EmulatedUser]:
+    """The documented lab users: one per behaviour, all with password Passw0rd!."""
+    specs = [
+        ("alice", "approve", 0.0, "push approved at once -> Access-Accept"),
+        ("slow", "approve", 65.0, "push approved after 65 s (past the 60 s window)"),
+        ("patient", "approve", 20.0, "push approved after 20 s (inside the window, past RRAS's 5 s)"),
+        ("bob", "deny", 0.0, "push denied -> Access-Reject with Reply-Message"),
+        ("carol", "discard", 0.0, "ESTS_TOKEN_ERROR -> no reply (silent discard)"),
+        ("dave", "otp", 0.0, "OTP challenge; code 123456 -> Access-Accept"),
+        ("erin", "not_enrolled", 0.0, "not enrolled; REQUIRE_USER_MATCH true -> Access-Reject"),
+        ("frank", "not_found", 0.0, "not found in Entra -> Access-Reject (reason 21)"),
+        ("grace", "none", 0.0, "MFA skipped (as for an IP_WHITELIST NAS) -> Access-Accept"),
+    ]
+    users = {}
+    for name, mfa, delay, text in specs:
+        users[name] = EmulatedUser(
+            name, DEFAULT_PASSWORD, mfa, delay, DEFAULT_OTP if mfa == "otp" else None,
+            [("Class", f"radius-probe-{name}")] if mfa in ("approve", "none", "otp") else [], text,
+        )
+    return users
+
+
+def default_config() -> EmulatorConfig:
+    return EmulatorConfig(users=default_users())
+
+
+def _need(cond: bool, where: str, message: str) -> None:
+    if not cond:
+        raise EmulatorConfigError(f"{where}: {message}")
+
+
+def load_config(path: Path) -> EmulatorConfig:
+    """Read a YAML emulator configuration; errors name the file, field and value."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise EmulatorConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise EmulatorConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    _need(isinstance(doc, dict), str(path), "the top level must be a mapping")
+    return config_from_dict(doc, str(path), base=path.parent)
+
+
+def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) -> EmulatorConfig:
+    known = {"secret", "secret_file", "require_message_authenticator", "require_user_match", "sign_replies",
+             "duplicate_hold", "clients", "ip_whitelist", "deny_message", "otp_prompt", "users",
+             "default_users"}
+    for key in doc:
+        _need(key in known, f"{where}: {key}", f"unknown field (known: {', '.join(sorted(known))})")
+    cfg = EmulatorConfig()
+    if "secret_file" in doc:
+        p = Path(str(doc["secret_file"]))
+        if base is not None and not p.is_absolute():
+            p = base / p
+        try:
+            cfg.secret = p.read_bytes().strip()
+        except OSError as exc:
+            raise EmulatorConfigError(f"{where}: secret_file {p}: cannot read ({exc.strerror})") from None
+    elif "secret" in doc:
+        _need(isinstance(doc["secret"], str) and doc["secret"], f"{where}: secret", "must be a non-empty string")
+        cfg.secret = doc["secret"].encode()
+    for flag in ("require_message_authenticator", "require_user_match"):
+        if flag in doc:
+            _need(isinstance(doc[flag], bool), f"{where}: {flag}", f"must be true or false, not {doc[flag]!r}")
+            setattr(cfg, flag, doc[flag])
+    if "sign_replies" in doc:
+        _need(doc["sign_replies"] in ("auto", "always", "never"), f"{where}: sign_replies",
+              f"must be auto, always or never, not {doc['sign_replies']!r}")
+        cfg.sign_replies = doc["sign_replies"]
+    if "duplicate_hold" in doc:
+        _need(isinstance(doc["duplicate_hold"], (int, float)) and doc["duplicate_hold"] >= 0,
+              f"{where}: duplicate_hold", "must be a number of seconds >= 0")
+        cfg.duplicate_hold_s = float(doc["duplicate_hold"])
+    if "clients" in doc:
+        nets = []
+        for item in doc["clients"] or []:
+            try:
+                nets.append(ipaddress.ip_network(str(item), strict=False))
+            except ValueError:
+                raise EmulatorConfigError(f"{where}: clients: {item!r} is not an address or network") from None
+        cfg.clients = nets
+    if "ip_whitelist" in doc:
+        for item in doc["ip_whitelist"] or []:
+            try:
+                ipaddress.ip_address(str(item))
+            except ValueError:
+                raise EmulatorConfigError(f"{where}: ip_whitelist: {item!r} is not an IP address") from None
+        cfg.ip_whitelist = [str(i) for i in doc["ip_whitelist"] or []]
+    for text_field in ("deny_message", "otp_prompt"):
+        if text_field in doc:
+            setattr(cfg, text_field, str(doc[text_field]))
+    if doc.get("default_users", "users" not in doc):
+        cfg.users.update(default_users())
+    for name, spec in (doc.get("users") or {}).items():
+        cfg.users[str(name)] = _user(str(name), spec, f"{where}: users.{name}")
+    return cfg
+
+
+def _user(name: str, spec: Any, where: str) -> EmulatedUser:
+    _need(isinstance(spec, dict), where, "must be a mapping (password, mfa, delay, otp_code, reply)")
+    known = {"password", "mfa", "delay", "otp_code", "reply", "description"}
+    for key in spec:
+        _need(key in known, f"{where}.{key}", f"unknown field (known: {', '.join(sorted(known))})")
+    user = EmulatedUser(name)
+    if "password" in spec:
+        user.password = str(spec["password"])
+    mfa = spec.get("mfa", "approve")
+    _need(mfa in BEHAVIOURS, f"{where}.mfa", f"{mfa!r} is not one of {', '.join(BEHAVIOURS)}")
+    user.mfa = mfa
+    delay = spec.get("delay", 0)
+    _need(isinstance(delay, (int, float)) and delay >= 0, f"{where}.delay", f"{delay!r} is not seconds >= 0")
+    user.delay_s = float(delay)
+    if mfa == "otp":
+        user.otp_code = str(spec.get("otp_code", DEFAULT_OTP))
+    reply = spec.get("reply") or {}
+    _need(isinstance(reply, dict), f"{where}.reply", "must be a mapping of attribute: value")
+    dictionary = default_dictionary()
+    for attr, value in reply.items():
+        for v in value if isinstance(value, list) else [value]:
+            try:
+                dictionary.encode(str(attr), str(v))
+            except DictionaryError as exc:
+                raise EmulatorConfigError(f"{where}.reply: {exc}") from None
+            user.reply.append((str(attr), str(v)))
+    user.description = str(spec.get("description", ""))
+    return user

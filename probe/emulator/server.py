@@ -1,0 +1,249 @@
+"""The NPS + Entra MFA extension emulator, RADIUS level (asyncio UDP server).
+
+What it reproduces, in NPS's order of checks:
+1. a request from an address that is not a RADIUS client is dropped (event 13);
+2. a wrong or missing-but-required Message-Authenticator is dropped (events 18, 17);
+   so is anything signed with another secret;
+3. duplicates (same source, Identifier and Request Authenticator) are dropped while
+   the request is pending and for ``duplicate_hold_s`` after it was answered;
+4. NPS checks the first factor: unknown user or wrong password -> Access-Reject
+   (event 6273, reason 16);
+5. the MFA extension acts only on a request NPS would accept, per user behaviour
+   (see config.py); holds are asynchronous, other requests go on meanwhile.
+Every decision is kept as an NPS-style event (id, reason, user, text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from ..radius import packet as pk
+from ..radius.dictionary import default_dictionary
+from ..radius.profiles import encode_pairs
+from .config import EmulatedUser, EmulatorConfig
+
+log = logging.getLogger("probe.emulator")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One NPS-style log entry."""
+
+    event_id: int
+    reason: int | None
+    user: str | None
+    text: str
+    at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "reason": self.reason, "user": self.user, "text": self.text}
+
+
+@dataclass
+class _Seen:
+    pending: bool
+    until: float  # drop duplicates until this time once answered
+
+
+class NpsEmulator(asyncio.DatagramProtocol):
+    """An NPS that behaves like production NPS with the MFA extension, on loopback."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.dictionary = default_dictionary()
+        self.transport: asyncio.DatagramTransport | None = None
+        self.events: deque[Event] = deque(maxlen=10000)
+        self._seen: dict[tuple[Any, int, bytes], _Seen] = {}
+        self._otp_states: dict[bytes, str] = {}  # State -> user awaiting an OTP
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reply_attrs = {name: encode_pairs(u.reply, self.dictionary) for name, u in config.users.items()}
+        self.requests = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        assert self.transport is not None
+        return self.transport.get_extra_info("sockname")[:2]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.transport is not None
+        return self.transport.get_extra_info("sockname")[:2]
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    # -- events ----------------------------------------------------------------
+
+    def _event(self, event_id: int, reason: int | None, user: str | None, text: str) -> None:
+        ev = Event(event_id, reason, user, text, time.monotonic())
+        self.events.append(ev)
+        log.info("event %d reason %s user %s: %s", event_id, reason, user, text)
+
+    def events_for(self, user: str) -> list[Event]:
+        return [e for e in self.events if e.user == user]
+
+    # -- request handling ------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.requests += 1
+        now = time.monotonic()
+        try:
+            source = ipaddress.ip_address(addr[0])
+        except ValueError:
+            return
+        if not any(source in net for net in self.config.clients):
+            self._event(13, None, None, f"request from {addr[0]}, which is not a RADIUS client: discarded")
+            return
+        try:
+            request = pk.parse_packet(data)
+        except pk.PacketError as exc:
+            self._event(4405, None, None, f"malformed request discarded: {exc.detail}")
+            return
+        if request.code != pk.ACCESS_REQUEST:
+            return
+        ma = pk.request_message_authenticator(request, self.config.secret)
+        if ma == "invalid":
+            self._event(18, None, None, "Message-Authenticator invalid (wrong shared secret?): discarded")
+            return
+        if ma == "absent" and self.config.require_message_authenticator:
+            self._event(17, None, None, "Message-Authenticator required but absent: discarded")
+            return
+        key = (addr, request.identifier, request.authenticator)
+        seen = self._seen.get(key)
+        if seen is not None and (seen.pending or now < seen.until):
+            self._event(4401, None, None, f"duplicate of request {request.identifier} discarded")
+            return
+        self._expire(now)
+        self._seen[key] = _Seen(True, 0.0)
+        self._handle(request, addr, key)
+
+    def _expire(self, now: float) -> None:
+        if len(self._seen) > 4096:
+            for k in [k for k, s in self._seen.items() if not s.pending and s.until <= now]:
+                del self._seen[k]
+
+    def _handle(self, request: pk.Packet, addr: Any, key: tuple[Any, int, bytes]) -> None:
+        name_raw = request.get(pk.USER_NAME)
+        if name_raw is None:
+            self._event(6274, None, None, "REQUEST_FORMAT_ERROR: no User-Name: discarded")
+            self._done(key)
+            return
+        name = name_raw.decode("utf-8", "replace")
+        hidden = request.get(pk.USER_PASSWORD)
+        if hidden is None:
+            self._reject(request, addr, key, name, 16, "no supported credentials (PAP only at this level)")
+            return
+        try:
+            password = pk.decrypt_user_password(hidden, self.config.secret, request.authenticator)
+        except pk.PacketError:
+            self._reject(request, addr, key, name, 16, "User-Password cannot be decrypted")
+            return
+        user = self.config.users.get(name)
+        state = request.get(pk.STATE)
+        if state is not None and state in self._otp_states:
+            self._otp_answer(request, addr, key, state, password)
+            return
+        if user is None or password != user.password.encode():
+            self._reject(request, addr, key, name, 16, "authentication failed: unknown user or bad password")
+            return
+        self._mfa(request, addr, key, user)
+
+    def _mfa(self, request: pk.Packet, addr: Any, key: tuple[Any, int, bytes], user: EmulatedUser) -> None:
+        """The extension's part: only on a request NPS accepted (the final one)."""
+        nas_ip = request.get(4)
+        if nas_ip is not None and len(nas_ip) == 4 and str(ipaddress.IPv4Address(nas_ip)) in self.config.ip_whitelist:
+            self._accept(request, addr, key, user, "NAS-IP-Address in IP_WHITELIST: MFA skipped")
+            return
+        mfa = user.mfa
+        if mfa == "none":
+            self._accept(request, addr, key, user, "no MFA for this user")
+        elif mfa == "approve":
+            self._later(user.delay_s, self._accept, request, addr, key, user, f"MFA approved after {user.delay_s:g} s")
+        elif mfa == "deny":
+            self._reject(request, addr, key, user.name, 21, "MFA denied by the user", self.config.deny_message)
+        elif mfa == "discard":
+            self._event(6274, None, user.name, "ESTS_TOKEN_ERROR: the extension could not get a token: "
+                        "request discarded (AuthZ event 3)")
+            self._seen[key] = _Seen(True, 0.0)  # stays pending: every duplicate is dropped too
+        elif mfa == "otp":
+            state = os.urandom(16)
+            self._otp_states[state] = user.name
+            self._event(6276, None, user.name, "OTP requested: Access-Challenge")
+            attrs = [(pk.STATE, state), (pk.REPLY_MESSAGE, self.config.otp_prompt.encode())]
+            self._send(request, addr, key, pk.ACCESS_CHALLENGE, attrs)
+        elif mfa == "not_found":
+            self._reject(request, addr, key, user.name, 21, "user not found in Entra ID")
+        elif mfa == "not_enrolled":
+            if self.config.require_user_match:
+                self._reject(request, addr, key, user.name, 21, "user not enrolled for MFA (REQUIRE_USER_MATCH true)")
+            else:
+                self._accept(request, addr, key, user, "user not enrolled; REQUIRE_USER_MATCH false: accepted without MFA")
+
+    def _otp_answer(self, request: pk.Packet, addr: Any, key: tuple[Any, int, bytes], state: bytes,
+                    code: bytes) -> None:
+        name = self._otp_states.pop(state)
+        user = self.config.users[name]
+        if user.otp_code is not None and code == user.otp_code.encode():
+            self._later(user.delay_s, self._accept, request, addr, key, user, "OTP verified")
+        else:
+            self._reject(request, addr, key, name, 21, "OTP verification failed")
+
+    def _later(self, delay: float, fn: Any, *args: Any) -> None:
+        if delay <= 0:
+            fn(*args)
+            return
+
+        async def hold() -> None:
+            await asyncio.sleep(delay)
+            fn(*args)
+
+        task = asyncio.get_running_loop().create_task(hold())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _accept(self, request: pk.Packet, addr: Any, key: tuple[Any, int, bytes], user: EmulatedUser, text: str) -> None:
+        self._event(6272, None, user.name, f"access granted: {text}")
+        self._send(request, addr, key, pk.ACCESS_ACCEPT, list(self._reply_attrs.get(user.name, [])))
+
+    def _reject(self, request: pk.Packet, addr: Any, key: tuple[Any, int, bytes], name: str, reason: int,
+                text: str, message: str | None = None) -> None:
+        self._event(6273, reason, name, f"access denied: {text}")
+        attrs = [(pk.REPLY_MESSAGE, message.encode())] if message else []
+        self._send(request, addr, key, pk.ACCESS_REJECT, attrs)
+
+    def _done(self, key: tuple[Any, int, bytes]) -> None:
+        self._seen[key] = _Seen(False, time.monotonic() + self.config.duplicate_hold_s)
+
+    def _send(self, request: pk.Packet, addr: Any, key: tuple[Any, int, bytes], code: int,
+              attrs: list[pk.Attr]) -> None:
+        sign = self.config.sign_replies == "always" or (
+            self.config.sign_replies == "auto" and any(t == pk.EAP_MESSAGE for t, _ in attrs)
+        )
+        data = pk.build_reply(code, request, attrs, self.config.secret, message_authenticator=sign)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(data, addr)
+        self._done(key)
+
+
+async def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 1812) -> NpsEmulator:
+    emulator = NpsEmulator(config)
+    await emulator.start(host, port)
+    return emulator

@@ -1,0 +1,140 @@
+"""The Outcome: one record per authentication attempt, feeding every output.
+
+``Outcome`` is filled by the conversation; ``finalize`` derives the verdicts
+(window, expectation, degraded state, diagnosis) once, so reports and metrics
+read them and never re-derive anything.  The JSON form is the schema-1 contract
+in DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .diagnosis import entry
+
+RESULTS = ("accept", "reject", "challenge", "discard", "error")
+EXPECTATIONS = ("accept", "reject", "challenge", "discard")
+
+EXIT_OK, EXIT_DEGRADED, EXIT_FAILED, EXIT_UNKNOWN = 0, 1, 2, 3
+
+DEFAULT_WINDOW_S = 60.0
+DEFAULT_SLOW_FRACTION = 0.75
+
+
+@dataclass
+class AttemptRecord:
+    round: int
+    sent_s: float
+    answered_s: float | None = None
+    code: str | None = None
+    retransmission: int = 0
+    late: bool = False
+    ignored: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    target: str
+    method: str
+    identity: str
+    result: str = "error"
+    error_kind: str | None = None
+    error_detail: str | None = None
+    expected: str = "accept"
+    expectation_met: bool = False
+    duration_s: float = 0.0
+    final_response_s: float | None = None
+    round_trips: int = 0
+    retransmissions: int = 0
+    window_s: float = DEFAULT_WINDOW_S
+    within_window: bool = False
+    client_timeout_s: float | None = None
+    late: bool = False
+    reply_message: str | None = None
+    message_authenticator: str | None = None
+    mppe: str = "absent"
+    cryptobinding: str = "absent"
+    tls: dict[str, Any] | None = None
+    reply_attributes: dict[str, list[Any]] = field(default_factory=dict)
+    degraded: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    diagnosis: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    # Set by the conversation: rounds answered before the final one (first factor done).
+    primary_auth_done: bool = False
+    schema: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("primary_auth_done")
+        ordered = {"schema": d.pop("schema")}
+        ordered.update(d)
+        for key in ("duration_s", "final_response_s", "client_timeout_s"):
+            if ordered[key] is not None:
+                ordered[key] = round(ordered[key], 6)
+        for a in ordered["attempts"]:
+            for key in ("sent_s", "answered_s"):
+                if a[key] is not None:
+                    a[key] = round(a[key], 6)
+        return ordered
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), default=_json_default, **kw)
+
+    @property
+    def exit_code(self) -> int:
+        if self.error_kind == "local":
+            return EXIT_UNKNOWN
+        if not self.expectation_met:
+            return EXIT_FAILED
+        return EXIT_DEGRADED if self.degraded else EXIT_OK
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def finalize(o: Outcome, *, slow_fraction: float = DEFAULT_SLOW_FRACTION) -> Outcome:
+    """Derive window verdict, expectation, degraded states and diagnosis (once)."""
+    answered = o.result in ("accept", "reject", "challenge")
+    o.within_window = answered and o.final_response_s is not None and o.final_response_s <= o.window_s
+    if o.expected == "discard":
+        o.expectation_met = o.result == "discard"
+    else:
+        o.expectation_met = o.result == o.expected and o.within_window and not o.late
+    if o.expectation_met and answered and o.final_response_s is not None:
+        if o.final_response_s > slow_fraction * o.window_s:
+            o.degraded.append(
+                f"slow answer: {o.final_response_s:.1f} s is over {slow_fraction:.0%} of the {o.window_s:g} s window"
+            )
+    o.diagnosis = [entry(code).render(detail) for code, detail in _diagnosis_codes(o, slow_fraction)]
+    return o
+
+
+def _diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | None]]:
+    codes: list[tuple[str, str | None]] = []
+    if o.result == "discard":
+        codes.append(("nps_discard_after_primary_auth" if o.primary_auth_done else "no_reply", None))
+    elif o.result == "reject":
+        detail = f"Reply-Message: {o.reply_message!r}" if o.reply_message else None
+        codes.append(("nps_reject_after_primary_auth" if o.primary_auth_done else "access_reject", detail))
+    elif o.result == "challenge":
+        codes.append(("otp_challenge", f"prompt: {o.reply_message!r}" if o.reply_message else None))
+    elif o.result == "error":
+        mapping = {"bad_authenticator": "bad_authenticator", "unreachable": "port_unreachable",
+                   "malformed": "malformed_reply"}
+        if o.error_kind in mapping:
+            codes.append((mapping[o.error_kind], o.error_detail))
+    if o.late and o.client_timeout_s is not None and o.final_response_s is not None:
+        codes.append(("late_answer_beyond_client_timeout",
+                      f"answered after {o.final_response_s:.1f} s, the client gives up after {o.client_timeout_s:g} s"))
+    if o.result in ("accept", "reject", "challenge") and not o.within_window and o.final_response_s is not None:
+        codes.append(("answer_outside_window",
+                      f"{o.final_response_s:.1f} s against a {o.window_s:g} s window"))
+    elif o.within_window and o.final_response_s is not None and o.final_response_s > slow_fraction * o.window_s:
+        codes.append(("slow_answer", f"{o.final_response_s:.1f} s of a {o.window_s:g} s window"))
+    return codes
