@@ -1,0 +1,274 @@
+"""Command line: argument parsing only; the work is done by the modules it calls.
+
+Exit codes (monitoring-plugin convention): 0 expectation met, 1 met but degraded,
+2 expectation not met (discard included), 3 could not probe (bad input, local
+error).  Bad input is one line on stderr naming the problem; never a traceback,
+never a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import NoReturn, Sequence
+
+from . import __version__
+from .conversation import METHODS, ProbeConfig, Secret, authenticate
+from .outcome import DEFAULT_WINDOW_S, EXIT_UNKNOWN, EXPECTATIONS
+from .radius.dictionary import DictionaryError, default_dictionary
+from .radius.profiles import PROFILES, parse_attr_option
+from .radius.transport import RetryPolicy
+from .report import summary
+
+AVAILABLE_METHODS = ("pap",)  # grows as the EAP methods land
+
+
+class UsageError(Exception):
+    """Bad input: exit 3 with this one-line message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive(kind: type, name: str, minimum: float = 0.0, inclusive: bool = False):  # type: ignore[no-untyped-def]
+    def parse(text: str):  # type: ignore[no-untyped-def]
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, not {text!r}") from None
+        if value < minimum or (value == minimum and not inclusive):
+            bound = ">=" if inclusive else ">"
+            raise argparse.ArgumentTypeError(f"{name} must be {bound} {minimum:g}, not {text!r}")
+        return value
+
+    return parse
+
+
+def parse_hostport(text: str, default_port: int = 1812) -> tuple[str, int]:
+    """HOST, HOST:PORT, [V6]:PORT or a bare IPv6 address."""
+    host, port_text = text, None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise UsageError(f"target {text!r}: missing ']' after the IPv6 address")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise UsageError(f"target {text!r}: expected ':PORT' after ']'")
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not host:
+        raise UsageError(f"target {text!r}: no host")
+    port = default_port
+    if port_text is not None:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise UsageError(f"target {text!r}: port {port_text!r} is not a number in 1..65535")
+        port = int(port_text)
+    return host, port
+
+
+def resolve(host: str, port: int) -> tuple[str, int]:
+    try:
+        ipaddress.ip_address(host)
+        return host, port
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(f"cannot resolve host {host!r}: {getattr(exc, 'strerror', exc)}") from None
+    return str(infos[0][4][0]), port
+
+
+def read_secret_file(path: str, what: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    value = data.rstrip(b"\r\n")
+    if not value:
+        raise UsageError(f"{what} {path}: the file is empty")
+    return value
+
+
+def _secret(args: argparse.Namespace) -> Secret:
+    if args.secret_file:
+        return Secret(read_secret_file(args.secret_file, "--secret-file"))
+    if args.secret:
+        return Secret(args.secret.encode())
+    env = os.environ.get("RADIUS_PROBE_SECRET")
+    if env:
+        return Secret(env.encode())
+    raise UsageError("no shared secret: give --secret-file F, --secret S or set RADIUS_PROBE_SECRET")
+
+
+def _password(args: argparse.Namespace) -> Secret | None:
+    if args.password_file:
+        return Secret(read_secret_file(args.password_file, "--password-file"))
+    if args.password is not None:
+        return Secret(args.password.encode())
+    env = os.environ.get("RADIUS_PROBE_PASSWORD")
+    return Secret(env.encode()) if env else None
+
+
+def _add_auth_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="HOST[:PORT]", help="RADIUS server (default port 1812)")
+    s = p.add_argument_group("shared secret (one of)")
+    s.add_argument("--secret-file", metavar="F", help="file holding the shared secret")
+    s.add_argument("--secret", metavar="S", help="the shared secret (visible in ps; prefer --secret-file)")
+    a = p.add_argument_group("authentication")
+    a.add_argument("--method", default="pap", help=f"one of {', '.join(METHODS)} (default pap)")
+    a.add_argument("--identity", required=True, metavar="NAME", help="User-Name (inner identity for PEAP)")
+    a.add_argument("--password", metavar="P", help="password (visible in ps; prefer --password-file)")
+    a.add_argument("--password-file", metavar="F", help="file holding the password")
+    a.add_argument("--otp", metavar="CODE", help="answer an Access-Challenge (OTP) with this code")
+    t = p.add_argument_group("timing")
+    t.add_argument("--timeout", type=_positive(float, "--timeout"), default=30.0, metavar="S",
+                   help="seconds per transmission before a retransmission (default 30; RRAS uses 5)")
+    t.add_argument("--retries", type=_positive(int, "--retries", 0, inclusive=True), default=2, metavar="N",
+                   help="retransmissions after the first send (default 2: the default client waits 90 s)")
+    t.add_argument("--window", type=_positive(float, "--window"), default=DEFAULT_WINDOW_S, metavar="S",
+                   help="the MFA window the answer must arrive within (default 60)")
+    t.add_argument("--late-wait", type=_positive(float, "--late-wait", 0, inclusive=True), metavar="S",
+                   help="listen for a late answer until S seconds after the first send, past the client's "
+                        "own timeout (default 1.5 x window)")
+    n = p.add_argument_group("NAS")
+    n.add_argument("--profile", default="rras", help=f"NAS attribute profile: {', '.join(PROFILES)} (default rras)")
+    n.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
+                   help="add or replace a request attribute (dictionary name; repeatable)")
+    n.add_argument("--framed-mtu", type=_positive(int, "--framed-mtu", 64, inclusive=True), default=1500, metavar="N")
+    n.add_argument("--nas-identifier", default="radius-probe", metavar="NAME")
+    o = p.add_argument_group("output")
+    o.add_argument("--expect", default="accept", help=f"expected result: {', '.join(EXPECTATIONS)} (default accept)")
+    o.add_argument("--json", action="store_true", help="print the Outcome as JSON (schema 1)")
+
+
+def build_probe_config(args: argparse.Namespace) -> ProbeConfig:
+    if args.method not in METHODS:
+        raise UsageError(f"unknown method {args.method!r} (choose {', '.join(METHODS)})")
+    if args.method not in AVAILABLE_METHODS:
+        raise UsageError(f"method {args.method!r} is not implemented in this version")
+    if args.expect not in EXPECTATIONS:
+        raise UsageError(f"--expect {args.expect!r}: choose {', '.join(EXPECTATIONS)}")
+    if args.profile not in PROFILES:
+        raise UsageError(f"unknown --profile {args.profile!r} (choose {', '.join(PROFILES)})")
+    host, port = parse_hostport(args.target)
+    address = resolve(host, port)
+    secret = _secret(args)
+    password = _password(args)
+    if args.method == "pap" and password is None:
+        raise UsageError("--method pap needs --password, --password-file or RADIUS_PROBE_PASSWORD")
+    dictionary = default_dictionary()
+    try:
+        extra = [parse_attr_option(text, dictionary) for text in args.attr]
+    except DictionaryError as exc:
+        raise UsageError(str(exc)) from None
+    late_wait = args.late_wait if args.late_wait is not None else 1.5 * args.window
+    policy = RetryPolicy(timeout_s=args.timeout, retries=args.retries, listen_s=late_wait)
+    return ProbeConfig(
+        address=address, secret=secret, method=args.method, identity=args.identity,
+        target=f"{host}:{port}", password=password,
+        otp=Secret(args.otp.encode()) if args.otp else None, profile=args.profile, extra_attrs=extra,
+        policy=policy, window_s=args.window, expected=args.expect, framed_mtu=args.framed_mtu,
+        nas_identifier=args.nas_identifier,
+    )
+
+
+def cmd_auth(args: argparse.Namespace) -> int:
+    cfg = build_probe_config(args)
+    outcome = asyncio.run(authenticate(cfg))
+    print(outcome.to_json(indent=2) if args.json else summary(outcome))
+    return outcome.exit_code
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from .emulator.run import run_emulator
+
+    host, port = parse_hostport(args.listen)
+    return run_emulator(host, port, config_path=args.config, secret_file=args.secret_file,
+                        duration_s=args.duration)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(json_out=args.json)
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from .pki import init_pki
+
+    if args.certs_command != "init":
+        raise UsageError("certs: the only subcommand is 'init DIR'")
+    try:
+        pki = init_pki(Path(args.directory), overwrite=args.force,
+                       server_names=tuple(args.server_name or ["nps.lab.test"]))
+    except FileExistsError as exc:
+        raise UsageError(f"certs init: {exc.filename} exists (use --force to overwrite)") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"certs init {args.directory}: {exc}") from None
+    print(pki.summary())
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="radius-probe", description="RADIUS synthetic probe for NPS with Entra MFA.")
+    parser.add_argument("--version", action="version", version=f"radius-probe {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    auth = sub.add_parser("auth", help="authenticate once and classify the answer")
+    _add_auth_args(auth)
+    auth.set_defaults(func=cmd_auth)
+    em = sub.add_parser("emulator", help="run the NPS + MFA extension emulator on loopback")
+    em.add_argument("--listen", default="127.0.0.1:1812", metavar="ADDR", help="default 127.0.0.1:1812")
+    em.add_argument("--config", metavar="F", help="YAML users/behaviours/policies (default: the lab users)")
+    em.add_argument("--secret-file", metavar="F", help="shared secret (default: the documented lab secret)")
+    em.add_argument("--duration", type=_positive(float, "--duration"), metavar="S",
+                    help="stop by itself after S seconds")
+    em.set_defaults(func=cmd_emulator)
+    demo = sub.add_parser("demo", help="start the emulator and probe every behaviour (zero setup)")
+    demo.add_argument("--json", action="store_true", help="print the Outcomes as JSON")
+    demo.set_defaults(func=cmd_demo)
+    certs = sub.add_parser("certs", help="lab PKI for EAP tests (CA, NPS server, users)")
+    certs_sub = certs.add_subparsers(dest="certs_command", metavar="init", parser_class=_Parser, required=True)
+    init = certs_sub.add_parser("init", help="write a lab PKI into DIR")
+    init.add_argument("directory", metavar="DIR")
+    init.add_argument("--server-name", action="append", metavar="DNS",
+                      help="DNS name(s) of the NPS server certificate (default nps.lab.test)")
+    init.add_argument("--force", action="store_true", help="overwrite existing files")
+    certs.set_defaults(func=cmd_certs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.verbose:
+            logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO,
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return EXIT_UNKNOWN
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"radius-probe: {exc}".replace("radius-probe: radius-probe", "radius-probe"), file=sys.stderr)
+        return EXIT_UNKNOWN
+    except KeyboardInterrupt:
+        return EXIT_UNKNOWN
+    except BrokenPipeError:  # e.g. piped into head: not an error of ours
+        sys.stderr.close()
+        return EXIT_UNKNOWN
+
+
+if __name__ == "__main__":
+    sys.exit(main())
