@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -76,12 +77,17 @@ def parse_hostport(text: str, default_port: int = 1812) -> tuple[str, int]:
     return host, port
 
 
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
 def resolve(host: str, port: int) -> tuple[str, int]:
     try:
         ipaddress.ip_address(host)
         return host, port
     except ValueError:
         pass
+    if len(host) > 253 or not all(_LABEL.match(label) for label in host.rstrip(".").split(".")):
+        raise UsageError(f"cannot resolve host {host!r}: not a valid host name")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except (socket.gaierror, UnicodeError) as exc:

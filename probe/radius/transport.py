@@ -126,7 +126,8 @@ class RadiusClient:
         self.clock = clock
         self._sockets: list[_Socket] = []
         self._grow = asyncio.Lock()
-        self._waiters: int = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
 
     def __repr__(self) -> str:  # never show the secret
         return f"RadiusClient({self.address[0]}:{self.address[1]}, sockets={len(self._sockets)})"
@@ -177,7 +178,14 @@ class RadiusClient:
     async def exchange(self, make_request: Callable[[int], Packet], policy: RetryPolicy) -> Exchange:
         """Send one request (built for the Identifier we allocate) and wait per *policy*."""
         sock, ident = await self._acquire()
-        request = make_request(ident)
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            request = make_request(ident)
+        except BaseException:
+            self.in_flight -= 1
+            sock.free.append(ident)
+            raise
         loop = asyncio.get_running_loop()
         pending = _Pending(request, self._secret, loop.create_future(), [])
         sock.pending[ident] = pending
@@ -185,6 +193,7 @@ class RadiusClient:
         try:
             await self._wait(sock, pending, ex, policy)
         finally:
+            self.in_flight -= 1
             del sock.pending[ident]
             sock.free.append(ident)  # reused last: a straggler for it fails verification anyway
         ex.ignored = pending.ignored
