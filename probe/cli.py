@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NoReturn, Sequence
 
 from . import __version__
-from .conversation import METHODS, ProbeConfig, Secret, authenticate
+from .conversation import METHODS, ProbeConfig, Secret, TlsOptions, authenticate
 from .outcome import DEFAULT_WINDOW_S, EXIT_UNKNOWN, EXPECTATIONS
 from .radius.dictionary import DictionaryError, default_dictionary
 from .radius.profiles import PROFILES, parse_attr_option
@@ -137,6 +137,19 @@ def _add_auth_args(p: argparse.ArgumentParser) -> None:
     a.add_argument("--password", metavar="P", help="password (visible in ps; prefer --password-file)")
     a.add_argument("--password-file", metavar="F", help="file holding the password")
     a.add_argument("--otp", metavar="CODE", help="answer an Access-Challenge (OTP) with this code")
+    a.add_argument("--outer-identity", metavar="NAME",
+                   help="EAP outer identity (default 'anonymous' for PEAP, the identity for EAP-TLS)")
+    c = p.add_argument_group("certificates (EAP-TLS; the inner EAP-TLS of PEAP-TLS)")
+    c.add_argument("--cert", metavar="PEM", help="client certificate")
+    c.add_argument("--key", metavar="PEM", help="client private key")
+    c.add_argument("--key-password", metavar="P", help="passphrase of an encrypted --key")
+    c.add_argument("--pkcs12", metavar="F", help="client certificate and key as PKCS#12 (.p12/.pfx)")
+    c.add_argument("--pkcs12-password", metavar="P", help="password of the PKCS#12 file")
+    c.add_argument("--ca", metavar="PEM", help="CA certificate(s) that must issue the server's certificate")
+    c.add_argument("--server-name", metavar="NAME", help="DNS name the server certificate must carry (SAN)")
+    c.add_argument("--insecure", action="store_true",
+                   help="do not validate the server certificate (it is still reported, with a warning)")
+    c.add_argument("--tls-max", metavar="1.2|1.3", help="highest TLS version (default 1.3 for EAP-TLS, 1.2 for PEAP)")
     t = p.add_argument_group("timing")
     t.add_argument("--timeout", type=_positive(float, "--timeout"), default=30.0, metavar="S",
                    help="seconds per transmission before a retransmission (default 30; RRAS uses 5)")
@@ -156,6 +169,8 @@ def _add_auth_args(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--expect", default="accept", help=f"expected result: {', '.join(EXPECTATIONS)} (default accept)")
     o.add_argument("--json", action="store_true", help="print the Outcome as JSON (schema 1)")
+    o.add_argument("--pcap", metavar="F", help="write the RADIUS exchange to F as a pcap file")
+    o.add_argument("--keylog", metavar="F", help="write TLS secrets to F (NSS key log format, for Wireshark)")
 
 
 def build_probe_config(args: argparse.Namespace) -> ProbeConfig:
@@ -171,8 +186,20 @@ def build_probe_config(args: argparse.Namespace) -> ProbeConfig:
     address = resolve(host, port)
     secret = _secret(args)
     password = _password(args)
-    if args.method == "pap" and password is None:
-        raise UsageError("--method pap needs --password, --password-file or RADIUS_PROBE_PASSWORD")
+    if args.method in ("pap", "peap-mschapv2") and password is None:
+        raise UsageError(f"--method {args.method} needs --password, --password-file or RADIUS_PROBE_PASSWORD")
+    if args.method in ("eap-tls", "peap-tls") and not (args.pkcs12 or (args.cert and args.key)):
+        raise UsageError(f"--method {args.method} needs --cert and --key, or --pkcs12")
+    if args.tls_max is not None and args.tls_max not in ("1.0", "1.1", "1.2", "1.3"):
+        raise UsageError(f"--tls-max {args.tls_max!r}: unknown TLS version (choose 1.0, 1.1, 1.2, 1.3)")
+    if args.method != "pap" and not args.ca and not args.insecure:
+        raise UsageError(f"--method {args.method} needs --ca (the CA of the server certificate) or --insecure")
+    tls = TlsOptions(
+        cert=args.cert, key=args.key, key_password=Secret(args.key_password.encode()) if args.key_password else None,
+        pkcs12=args.pkcs12,
+        pkcs12_password=Secret(args.pkcs12_password.encode()) if args.pkcs12_password else None,
+        ca=args.ca, server_name=args.server_name, insecure=args.insecure, tls_max=args.tls_max,
+    )
     dictionary = default_dictionary()
     try:
         extra = [parse_attr_option(text, dictionary) for text in args.attr]
@@ -182,16 +209,47 @@ def build_probe_config(args: argparse.Namespace) -> ProbeConfig:
     policy = RetryPolicy(timeout_s=args.timeout, retries=args.retries, listen_s=late_wait)
     return ProbeConfig(
         address=address, secret=secret, method=args.method, identity=args.identity,
-        target=f"{host}:{port}", password=password,
+        target=f"{host}:{port}", password=password, outer_identity=args.outer_identity, tls=tls,
         otp=Secret(args.otp.encode()) if args.otp else None, profile=args.profile, extra_attrs=extra,
         policy=policy, window_s=args.window, expected=args.expect, framed_mtu=args.framed_mtu,
         nas_identifier=args.nas_identifier,
     )
 
 
+def _open_output(path: str, what: str):  # type: ignore[no-untyped-def]
+    try:
+        return open(path, "ab")  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot write ({exc.strerror})") from None
+
+
 def cmd_auth(args: argparse.Namespace) -> int:
+    from .eap.tls import TlsConfigError
+    from .pcap import PcapWriter
+
     cfg = build_probe_config(args)
-    outcome = asyncio.run(authenticate(cfg))
+    keylog_file = _open_output(args.keylog, "--keylog") if args.keylog else None
+    pcap = None
+    if args.pcap:
+        try:
+            pcap = PcapWriter(args.pcap)
+        except OSError as exc:
+            raise UsageError(f"--pcap {args.pcap}: cannot write ({exc.strerror})") from None
+
+    def keylog(line: bytes) -> None:
+        assert keylog_file is not None
+        keylog_file.write(line.rstrip(b"\n") + b"\n")
+        keylog_file.flush()
+
+    try:
+        outcome = asyncio.run(authenticate(cfg, keylog=keylog if keylog_file else None, tap=pcap))
+    except (TlsConfigError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        if keylog_file is not None:
+            keylog_file.close()
+        if pcap is not None:
+            pcap.close()
     print(outcome.to_json(indent=2) if args.json else summary(outcome))
     return outcome.exit_code
 

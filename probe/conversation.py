@@ -12,13 +12,16 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from .outcome import AttemptRecord, Outcome, finalize
 from .radius import packet as pk
 from .radius.dictionary import RadiusDictionary, default_dictionary
 from .radius.profiles import NasContext, nas_attributes
-from .radius.transport import Exchange, RadiusClient, RetryPolicy
+from .radius.transport import Exchange, RadiusClient, RetryPolicy, Tap
+
+if TYPE_CHECKING:
+    from .eap.peer import EapPeer
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,22 @@ class Secret:
 
 
 @dataclass
+class TlsOptions:
+    """Certificates and TLS settings for the EAP methods (paths, never key bytes)."""
+
+    cert: str | None = None
+    key: str | None = None
+    key_password: Secret | None = None
+    pkcs12: str | None = None
+    pkcs12_password: Secret | None = None
+    ca: str | None = None
+    server_name: str | None = None
+    insecure: bool = False
+    tls_max: str | None = None  # None: 1.3 for EAP-TLS, 1.2 for PEAP (as NPS)
+    keylog: str | None = None
+
+
+@dataclass
 class ProbeConfig:
     address: tuple[str, int]  # resolved (ip, port)
     secret: Secret
@@ -44,6 +63,8 @@ class ProbeConfig:
     target: str = ""  # as the user wrote it, for reports
     password: Secret | None = None
     otp: Secret | None = None
+    outer_identity: str | None = None
+    tls: TlsOptions = field(default_factory=TlsOptions)
     profile: str = "rras"
     extra_attrs: list[tuple[str, str]] = field(default_factory=list)
     policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -77,6 +98,7 @@ class MethodError(Exception):
 
 class Method(Protocol):
     primary_auth_done: bool
+    user_name: str  # what goes in User-Name (the outer identity for EAP)
 
     def start(self) -> RoundPayload: ...
 
@@ -86,11 +108,15 @@ class Method(Protocol):
     def on_final(self, reply: pk.Packet, request: pk.Packet, outcome: Outcome) -> None:
         """Check an Access-Accept/Reject (keys, EAP-Success) and fill the outcome."""
 
+    def report(self, outcome: Outcome) -> None:
+        """Fill what the method knows (TLS, cryptobinding), however the conversation ended."""
+
 
 class PapMethod:
     """PAP with the OTP round: a Challenge with State is answered with the OTP."""
 
-    def __init__(self, password: bytes, otp: bytes | None) -> None:
+    def __init__(self, identity: str, password: bytes, otp: bytes | None) -> None:
+        self.user_name = identity
         self._password = password
         self._otp = otp
         self.primary_auth_done = False
@@ -107,13 +133,98 @@ class PapMethod:
     def on_final(self, reply: pk.Packet, request: pk.Packet, outcome: Outcome) -> None:
         return None
 
+    def report(self, outcome: Outcome) -> None:
+        return None
 
-def make_method(cfg: ProbeConfig) -> Method:
+
+class EapMethod:
+    """EAP over RADIUS: EAP-Message in, EAP-Message out; keys checked on the Accept."""
+
+    def __init__(self, peer: "EapPeer", secret: bytes, user_name: str) -> None:
+        self.peer = peer
+        self._secret = secret
+        self.user_name = user_name
+
+    @property
+    def primary_auth_done(self) -> bool:
+        return bool(self.peer.primary_auth_done)
+
+    def _feed(self, eap: bytes) -> bytes | None:
+        from .eap.peer import EapPeerError
+
+        try:
+            return self.peer.receive(eap)
+        except EapPeerError as exc:
+            raise MethodError(exc.kind, exc.detail) from None
+
+    def start(self) -> RoundPayload:
+        return RoundPayload(attributes=pk.eap_message_attrs(self.peer.start()))
+
+    def on_challenge(self, reply: pk.Packet) -> RoundPayload | None:
+        eap = reply.eap()
+        if eap is None:
+            raise MethodError("eap", "Access-Challenge without EAP-Message")
+        answer = self._feed(eap)
+        if answer is None:
+            raise MethodError("eap", f"the EAP conversation ended ({self.peer.state}) inside an Access-Challenge")
+        return RoundPayload(attributes=pk.eap_message_attrs(answer))
+
+    def on_final(self, reply: pk.Packet, request: pk.Packet, outcome: Outcome) -> None:
+        eap = reply.eap()
+        if reply.code != pk.ACCESS_ACCEPT:
+            if eap is not None:
+                try:
+                    self._feed(eap)  # EAP-Failure: let the peer record it
+                except MethodError:
+                    pass
+            return
+        if eap is None:
+            outcome.warnings.append("Access-Accept without EAP-Message (RFC 3579 wants an EAP-Success)")
+        else:
+            self._feed(eap)
+            if self.peer.state != "success":
+                raise MethodError("eap", "Access-Accept carried no EAP-Success for a finished method")
+        got = pk.mppe_keys(reply, request.authenticator, self._secret)
+        expected = self.peer.expected_mppe()
+        if got is None:
+            outcome.mppe = "absent"
+            outcome.warnings.append("Access-Accept without MS-MPPE-Send/Recv-Key: the VPN server cannot encrypt")
+        elif expected is not None and got == expected:
+            outcome.mppe = "match"
+        else:
+            outcome.mppe = "mismatch"
+            raise MethodError("mppe_mismatch", "MS-MPPE keys in the Access-Accept differ from the keys the EAP "
+                                               "method derived (tunnel or cryptobinding keys)")
+
+    def report(self, outcome: Outcome) -> None:
+        outcome.cryptobinding = self.peer.cryptobinding
+        report = self.peer.tls_report()
+        if report:
+            outcome.tls = report
+            for warning in report.get("warnings", []):
+                if warning not in outcome.warnings:
+                    outcome.warnings.append(warning)
+
+
+def make_method(cfg: ProbeConfig, keylog: "Callable[[bytes], None] | None" = None) -> Method:
     if cfg.method == "pap":
         if cfg.password is None:
             raise ValueError("PAP needs a password (--password or --password-file)")
-        return PapMethod(cfg.password.value, cfg.otp.value if cfg.otp else None)
-    raise ValueError(f"method {cfg.method!r} is not available yet")
+        return PapMethod(cfg.identity, cfg.password.value, cfg.otp.value if cfg.otp else None)
+    from .eap.peer import EapPeer, PeerConfig
+
+    t = cfg.tls
+    peer = EapPeer(PeerConfig(
+        method=cfg.method, identity=cfg.identity, outer_identity=cfg.outer_identity,
+        password=cfg.password.value if cfg.password else None,
+        client_cert=t.cert, client_key=t.key, key_password=t.key_password.value if t.key_password else None,
+        pkcs12=t.pkcs12, pkcs12_password=t.pkcs12_password.value if t.pkcs12_password else None,
+        ca_file=t.ca, server_name=t.server_name, insecure=t.insecure,
+        tls_max=t.tls_max or ("1.3" if cfg.method == "eap-tls" else "1.2"),
+        framed_mtu=cfg.framed_mtu, keylog=keylog,
+    ))
+    outer = cfg.outer_identity or ("anonymous" if cfg.method.startswith("peap") else cfg.identity)
+    return EapMethod(peer, cfg.secret.value, outer)
 
 
 def _reply_attributes(reply: pk.Packet, dictionary: RadiusDictionary) -> dict[str, list[object]]:
@@ -141,9 +252,11 @@ def _reply_attributes(reply: pk.Packet, dictionary: RadiusDictionary) -> dict[st
 class Conversation:
     """Runs one authentication over an open RadiusClient."""
 
-    def __init__(self, cfg: ProbeConfig, client: RadiusClient, dictionary: RadiusDictionary | None = None) -> None:
+    def __init__(self, cfg: ProbeConfig, client: RadiusClient, method: Method | None = None,
+                 dictionary: RadiusDictionary | None = None) -> None:
         self.cfg = cfg
         self.client = client
+        self.method = method if method is not None else make_method(cfg)
         self.dictionary = dictionary or default_dictionary()
 
     def _nas_attrs(self) -> list[pk.Attr]:
@@ -163,14 +276,15 @@ class Conversation:
         except Exception as exc:  # a bug must still end in an Outcome, not a traceback
             log.debug("conversation failed", exc_info=True)
             o.result, o.error_kind, o.error_detail = "error", "internal", f"{type(exc).__name__}: {exc}"
+        self.method.report(o)
         o.duration_s = self.client.clock() - t0
         return finalize(o)
 
     async def _converse(self, o: Outcome, t0: float) -> None:
         cfg = self.cfg
-        method = make_method(cfg)
+        method = self.method
         nas = self._nas_attrs()
-        user_name = (pk.USER_NAME, cfg.identity.encode("utf-8"))
+        user_name = (pk.USER_NAME, method.user_name.encode("utf-8"))
         payload: RoundPayload | None = method.start()
         state: bytes | None = None
         ma_seen: list[str] = []
@@ -201,6 +315,10 @@ class Conversation:
                 break
             reply = ex.reply.packet
             ma_seen.append(ex.reply.message_authenticator)
+            if ex.reply.message_authenticator == "absent" and reply.eap() is not None:
+                note = "a reply carrying EAP-Message had no Message-Authenticator (RFC 3579 requires one)"
+                if note not in o.warnings:
+                    o.warnings.append(note)
             o.message_authenticator = "absent" if "absent" in ma_seen else "valid"
             o.final_response_s = ex.response_s
             o.late = ex.late
@@ -231,9 +349,16 @@ class Conversation:
             o.attempts.append(rec)
 
 
-async def authenticate(cfg: ProbeConfig, client: RadiusClient | None = None) -> Outcome:
-    """Run one probe; opens (and closes) a client unless one is given."""
+async def authenticate(cfg: ProbeConfig, client: RadiusClient | None = None, *,
+                       keylog: Callable[[bytes], None] | None = None,
+                       tap: Tap | None = None) -> Outcome:
+    """Run one probe; opens (and closes) a client unless one is given.
+
+    Bad local input (unreadable certificate, wrong PKCS#12 password) raises before
+    anything is sent; everything the server does ends in the returned Outcome.
+    """
+    method = make_method(cfg, keylog)
     if client is not None:
-        return await Conversation(cfg, client).run()
-    async with RadiusClient(cfg.address, cfg.secret.value, clock=time.monotonic) as own:
-        return await Conversation(cfg, own).run()
+        return await Conversation(cfg, client, method).run()
+    async with RadiusClient(cfg.address, cfg.secret.value, clock=time.monotonic, tap=tap) as own:
+        return await Conversation(cfg, own, method).run()

@@ -26,6 +26,8 @@ from typing import Callable
 from .packet import Packet, PacketError, Reply, verify_reply
 
 Clock = Callable[[], float]
+# Sees every datagram: (direction "out"/"in", data, local (ip, port), remote (ip, port)).
+Tap = Callable[[str, bytes, tuple[str, int], tuple[str, int]], None]
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,9 @@ class _Pending:
 
 
 class _Socket(asyncio.DatagramProtocol):
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, tap: Tap | None = None) -> None:
         self.clock = clock
+        self.tap = tap
         self.transport: asyncio.DatagramTransport | None = None
         self.free: deque[int] = deque(range(256))
         self.pending: dict[int, _Pending] = {}
@@ -90,8 +93,17 @@ class _Socket(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data)
+        if self.tap is not None:
+            self.tap("out", data, self.transport.get_extra_info("sockname")[:2],
+                     self.transport.get_extra_info("peername")[:2])
+
     def datagram_received(self, data: bytes, addr: object) -> None:
         now = self.clock()
+        if self.tap is not None and self.transport is not None:
+            self.tap("in", data, self.transport.get_extra_info("sockname")[:2], addr[:2])  # type: ignore[index]
         if len(data) < 2 or data[1] not in self.pending:
             self.stray += 1
             return
@@ -120,8 +132,10 @@ class _Socket(asyncio.DatagramProtocol):
 class RadiusClient:
     """Client side of one RADIUS server address (a pool of sockets connected to it)."""
 
-    def __init__(self, address: tuple[str, int], secret: bytes, *, clock: Clock = time.monotonic) -> None:
+    def __init__(self, address: tuple[str, int], secret: bytes, *, clock: Clock = time.monotonic,
+                 tap: Tap | None = None) -> None:
         self.address = address
+        self.tap = tap
         self._secret = secret
         self.clock = clock
         self._sockets: list[_Socket] = []
@@ -159,7 +173,7 @@ class RadiusClient:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
         _, proto = await loop.create_datagram_endpoint(
-            lambda: _Socket(self.clock), remote_addr=self.address, family=family
+            lambda: _Socket(self.clock, self.tap), remote_addr=self.address, family=family
         )
         self._sockets.append(proto)
         return proto
@@ -202,9 +216,8 @@ class RadiusClient:
         return ex
 
     async def _wait(self, sock: _Socket, pending: _Pending, ex: Exchange, policy: RetryPolicy) -> None:
-        assert sock.transport is not None
         raw = pending.request.raw
-        sock.transport.sendto(raw)
+        sock.send(raw)
         first = self.clock()
         ex.sent.append(first)
         next_send = first + policy.timeout_s
@@ -227,7 +240,7 @@ class RadiusClient:
             if now >= listen_end:
                 return
             if retries_left and now >= next_send:
-                sock.transport.sendto(raw)  # byte-identical, same socket, same source port
+                sock.send(raw)  # byte-identical, same socket, same source port
                 ex.sent.append(now)
                 retries_left -= 1
                 next_send = now + policy.timeout_s
