@@ -11,7 +11,7 @@ import asyncio
 import json
 import socket
 import textwrap
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .conversation import ProbeConfig, Secret, authenticate
 from .emulator.config import DEFAULT_OTP, DEFAULT_PASSWORD, DEFAULT_SECRET, default_config

@@ -123,7 +123,8 @@ class Pki:
         ]
         for name, user in self.users.items():
             files = f"{name}.pem, {name}.key, {name}.p12"
-            rows.append((files, f"{_USERS[name][4]}, UPN {user.upn}"))
+            purpose = _USERS[name][4] if name in _USERS else "valid client certificate (RSA 2048)"
+            rows.append((files, f"{purpose}, UPN {user.upn}"))
             if user.encrypted_key is not None:
                 rows.append((user.encrypted_key.name, f"{name}'s key, encrypted with the passphrase"))
         rows.append((self.p12_password_file.name, "password of the .p12 bundles"))
@@ -241,6 +242,7 @@ def init_pki(
     p12_password: str | None = None,
     leaf_validity: timedelta = DEFAULT_LEAF_VALIDITY,
     key_passphrase: str | None = None,
+    extra_users: Sequence[str] = (),
 ) -> Pki:
     """Create the lab PKI in ``directory`` (made if missing) and return its paths.
 
@@ -249,7 +251,9 @@ def init_pki(
     (timezone-aware) pins every validity period so tests are deterministic. A
     random PKCS#12 password is made when none is given; it is stored only in
     ``p12-password.txt``. With ``key_passphrase``, every user also gets
-    ``<name>-encrypted.key`` for bad-passphrase tests.
+    ``<name>-encrypted.key`` for bad-passphrase tests. ``extra_users`` adds a valid
+    RSA client certificate (UPN ``<name>@lab.test``) for each name, e.g. the
+    emulator's behaviour users, so certificate methods can reach every behaviour.
     """
     if not server_names:
         raise ValueError("server_names needs at least one DNS name")
@@ -260,8 +264,9 @@ def init_pki(
     _secret_bytes(password, "p12_password")
     if key_passphrase is not None:
         _secret_bytes(key_passphrase, "key_passphrase")
+    users = _user_specs(extra_users)
     root = Path(directory).absolute()
-    pki = _layout(root, key_passphrase is not None)
+    pki = _layout(root, key_passphrase is not None, users)
     _refuse_existing(_all_paths(pki), overwrite)
     root.mkdir(parents=True, exist_ok=True)
 
@@ -274,7 +279,7 @@ def init_pki(
     writer.server(untrusted_ca, "untrusted-server", server_names, leaf_window,
                   "server certificate from the untrusted CA")
     expired_window = (moment - EXPIRED_START, moment - timedelta(days=1))
-    for name, (key_type, client_auth, untrusted, expired, purpose) in _USERS.items():
+    for name, (key_type, client_auth, untrusted, expired, purpose) in users.items():
         writer.user(
             name, untrusted_ca if untrusted else ca, key_type, client_auth,
             expired_window if expired else leaf_window, purpose, password, key_passphrase,
@@ -358,7 +363,19 @@ class _Writer:
         return entry
 
 
-def _layout(root: Path, with_encrypted_keys: bool) -> Pki:
+def _user_specs(extra_users: Sequence[str]) -> dict[str, tuple[KeyType, bool, bool, bool, str]]:
+    specs = dict(_USERS)
+    for name in extra_users:
+        if name in specs:
+            continue
+        if not name or not all(c.isalnum() or c in "-_." for c in name):
+            raise ValueError(f"extra user name {name!r}: use letters, digits, '-', '_' or '.'")
+        specs[name] = ("rsa", True, False, False, "valid client certificate (RSA 2048)")
+    return specs
+
+
+def _layout(root: Path, with_encrypted_keys: bool,
+            specs: dict[str, tuple[KeyType, bool, bool, bool, str]] | None = None) -> Pki:
     """Every path init_pki writes, decided before anything touches the disk."""
     users = {
         name: UserCert(
@@ -366,7 +383,7 @@ def _layout(root: Path, with_encrypted_keys: bool) -> Pki:
             upn=_upn(name), key_type=spec[0],
             encrypted_key=root / f"{name}-encrypted.key" if with_encrypted_keys else None,
         )
-        for name, spec in _USERS.items()
+        for name, spec in (specs or _USERS).items()
     }
     return Pki(
         directory=root,

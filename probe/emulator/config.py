@@ -34,6 +34,33 @@ class EmulatorConfigError(ValueError):
 
 
 @dataclass
+class EapSettings:
+    """The network policy's EAP settings: certificates and what NPS offers and requires."""
+
+    server_cert: Path
+    server_key: Path
+    ca_file: Path | None = None  # CA that client certificates must chain to
+    methods: tuple[str, ...] = ("peap", "eap-tls")
+    peap_inner: tuple[str, ...] = ("mschapv2", "tls")
+    cryptobinding: str = "optional"  # off | optional | required
+    tls_max_eap_tls: str = "1.2"
+
+    @classmethod
+    def from_pki(cls, directory: Path, **kw: Any) -> "EapSettings":
+        """Use a lab PKI written by ``radius-probe certs init`` (server-chain.pem, server.key, ca.pem)."""
+        return cls(server_cert=directory / "server-chain.pem", server_key=directory / "server.key",
+                   ca_file=directory / "ca.pem", **kw)
+
+    def policy(self) -> Any:
+        from .eap_server import EapServerPolicy
+
+        return EapServerPolicy(server_cert=self.server_cert, server_key=self.server_key, ca_file=self.ca_file,
+                               methods=self.methods, peap_inner=self.peap_inner,
+                               cryptobinding=self.cryptobinding,  # type: ignore[arg-type]
+                               tls_max_eap_tls=self.tls_max_eap_tls)
+
+
+@dataclass
 class EmulatedUser:
     name: str
     password: str = field(repr=False, default=DEFAULT_PASSWORD)
@@ -58,6 +85,7 @@ class EmulatorConfig:
     deny_message: str = "Authentication was denied by the user."
     otp_prompt: str = "Enter your Microsoft verification code"
     users: dict[str, EmulatedUser] = field(default_factory=dict)
+    eap: EapSettings | None = None
 
     def scaled(self, hold_factor: float, max_hold_s: float | None = None) -> "EmulatorConfig":
         """A copy with approval delays scaled/capped (the demo shortens holds)."""
@@ -67,8 +95,7 @@ class EmulatorConfig:
             if max_hold_s is not None:
                 delay = min(delay, max_hold_s)
             users[name] = EmulatedUser(u.name, u.password, u.mfa, delay, u.otp_code, list(u.reply), u.description)
-        copy = EmulatorConfig(**{**self.__dict__, "users": users})
-        return copy
+        return EmulatorConfig(**{**self.__dict__, "users": users})
 
 
 def default_users() -> dict[str, EmulatedUser]:
@@ -121,7 +148,7 @@ def load_config(path: Path) -> EmulatorConfig:
 def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) -> EmulatorConfig:
     known = {"secret", "secret_file", "require_message_authenticator", "require_user_match", "sign_replies",
              "duplicate_hold", "clients", "ip_whitelist", "deny_message", "otp_prompt", "users",
-             "default_users"}
+             "default_users", "eap"}
     for key in doc:
         _need(key in known, f"{where}: {key}", f"unknown field (known: {', '.join(sorted(known))})")
     cfg = EmulatorConfig()
@@ -170,7 +197,48 @@ def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) 
         cfg.users.update(default_users())
     for name, spec in (doc.get("users") or {}).items():
         cfg.users[str(name)] = _user(str(name), spec, f"{where}: users.{name}")
+    if doc.get("eap") is not None:
+        cfg.eap = _eap(doc["eap"], f"{where}: eap", base)
     return cfg
+
+
+def _eap(spec: Any, where: str, base: Path | None) -> EapSettings:
+    _need(isinstance(spec, dict), where, "must be a mapping (pki or server_cert/server_key/ca, cryptobinding, ...)")
+    known = {"pki", "server_cert", "server_key", "ca", "methods", "peap_inner", "cryptobinding", "tls_max_eap_tls"}
+    for key in spec:
+        _need(key in known, f"{where}.{key}", f"unknown field (known: {', '.join(sorted(known))})")
+
+    def path(key: str) -> Path:
+        p = Path(str(spec[key]))
+        p = base / p if base is not None and not p.is_absolute() else p
+        _need(p.exists(), f"{where}.{key}", f"{p} does not exist")
+        return p
+
+    options: dict[str, Any] = {}
+    for key in ("methods", "peap_inner"):
+        if key in spec:
+            _need(isinstance(spec[key], list) and spec[key], f"{where}.{key}", "must be a non-empty list")
+            options[key] = tuple(str(v) for v in spec[key])
+    if "cryptobinding" in spec:
+        _need(spec["cryptobinding"] in ("off", "optional", "required"), f"{where}.cryptobinding",
+              f"{spec['cryptobinding']!r} is not off, optional or required")
+        options["cryptobinding"] = spec["cryptobinding"]
+    if "tls_max_eap_tls" in spec:
+        options["tls_max_eap_tls"] = str(spec["tls_max_eap_tls"])
+    if "pki" in spec:
+        settings = EapSettings.from_pki(path("pki"), **options)
+    else:
+        _need("server_cert" in spec and "server_key" in spec, where, "needs pki, or server_cert and server_key")
+        settings = EapSettings(server_cert=path("server_cert"), server_key=path("server_key"),
+                               ca_file=path("ca") if "ca" in spec else None, **options)
+    from ..eap.tls import TlsConfigError
+    from .eap_server import ServerTls
+
+    try:
+        ServerTls(settings.policy())  # loads the certificates now: a bad file is a config error
+    except (ValueError, OSError, TlsConfigError) as exc:
+        raise EmulatorConfigError(f"{where}: {exc}") from None
+    return settings
 
 
 def _user(name: str, spec: Any, where: str) -> EmulatedUser:

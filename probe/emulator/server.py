@@ -10,7 +10,10 @@ What it reproduces, in NPS's order of checks:
    (event 6273, reason 16);
 5. the MFA extension acts only on a request NPS would accept, per user behaviour
    (see config.py); holds are asynchronous, other requests go on meanwhile.
-Every decision is kept as an NPS-style event (id, reason, user, text).
+EAP (EAP-TLS, PEAP-MSCHAPv2, PEAP-TLS) runs through eap_server.py's sessions,
+keyed on State; the MFA behaviours act only when the EAP method has succeeded,
+on the final round, as the extension does. Every decision is kept as an
+NPS-style event (id, reason, user, text).
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import logging
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..radius import packet as pk
 from ..radius.dictionary import default_dictionary
 from ..radius.profiles import encode_pairs
 from .config import EmulatedUser, EmulatorConfig
+from .eap_server import EapServerSession, ServerTls, account_name, reply_attributes
 
 log = logging.getLogger("probe.emulator")
 
@@ -47,6 +51,18 @@ class Event:
 
 
 @dataclass
+class _Answer:
+    """Where a reply goes, and what the authentication method adds to Accept and Reject."""
+
+    request: pk.Packet
+    addr: Any
+    key: tuple[Any, int, bytes]
+    accept_attrs: list[pk.Attr] = field(default_factory=list)  # EAP-Success, MS-MPPE keys
+    reject_attrs: list[pk.Attr] = field(default_factory=list)  # EAP-Failure
+    eap: bool = False
+
+
+@dataclass
 class _Seen:
     pending: bool
     until: float  # drop duplicates until this time once answered
@@ -55,7 +71,7 @@ class _Seen:
 class NpsEmulator(asyncio.DatagramProtocol):
     """An NPS that behaves like production NPS with the MFA extension, on loopback."""
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(self, config: EmulatorConfig, *, eap_policy: Any = None) -> None:
         self.config = config
         self.dictionary = default_dictionary()
         self.transport: asyncio.DatagramTransport | None = None
@@ -65,6 +81,11 @@ class NpsEmulator(asyncio.DatagramProtocol):
         self._tasks: set[asyncio.Task[None]] = set()
         self._reply_attrs = {name: encode_pairs(u.reply, self.dictionary) for name, u in config.users.items()}
         self.requests = 0
+        if eap_policy is None and config.eap is not None:
+            eap_policy = config.eap.policy()
+        self._eap_policy = eap_policy
+        self._server_tls = ServerTls(self._eap_policy) if self._eap_policy is not None else None
+        self._eap_sessions: dict[bytes, tuple[EapServerSession, float]] = {}
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -141,70 +162,133 @@ class NpsEmulator(asyncio.DatagramProtocol):
                 del self._seen[k]
 
     def _handle(self, request: pk.Packet, addr: Any, key: tuple[Any, int, bytes]) -> None:
+        ans = _Answer(request, addr, key)
         name_raw = request.get(pk.USER_NAME)
         if name_raw is None:
             self._event(6274, None, None, "REQUEST_FORMAT_ERROR: no User-Name: discarded")
             self._done(key)
             return
+        eap = request.eap()
+        if eap is not None:
+            self._handle_eap(ans, eap)
+            return
         name = name_raw.decode("utf-8", "replace")
         hidden = request.get(pk.USER_PASSWORD)
         if hidden is None:
-            self._reject(request, addr, key, name, 16, "no supported credentials (PAP only at this level)")
+            self._reject(ans, name, 16, "no supported credentials (neither PAP nor EAP)")
             return
         try:
             password = pk.decrypt_user_password(hidden, self.config.secret, request.authenticator)
         except pk.PacketError:
-            self._reject(request, addr, key, name, 16, "User-Password cannot be decrypted")
+            self._reject(ans, name, 16, "User-Password cannot be decrypted")
             return
         user = self.config.users.get(name)
         state = request.get(pk.STATE)
         if state is not None and state in self._otp_states:
-            self._otp_answer(request, addr, key, state, password)
+            self._otp_answer(ans, state, password)
             return
         if user is None or password != user.password.encode():
-            self._reject(request, addr, key, name, 16, "authentication failed: unknown user or bad password")
+            self._reject(ans, name, 16, "authentication failed: unknown user or bad password")
             return
-        self._mfa(request, addr, key, user)
+        self._mfa(ans, user)
 
-    def _mfa(self, request: pk.Packet, addr: Any, key: tuple[Any, int, bytes], user: EmulatedUser) -> None:
+    # -- EAP ---------------------------------------------------------------------
+
+    def _handle_eap(self, ans: _Answer, eap: bytes) -> None:
+        request = ans.request
+        if self._eap_policy is None:
+            self._reject(ans, None, 22, "EAP is not enabled on this server (no certificates configured)",
+                         eap_failure=bytes((4, eap[1] if len(eap) > 1 else 0, 0, 4)))
+            return
+        if pk.request_message_authenticator(request, self.config.secret) != "valid":
+            self._event(17, None, None, "EAP request without Message-Authenticator: discarded")
+            self._done(ans.key)
+            return
+        now = time.monotonic()
+        state = request.get(pk.STATE)
+        entry = self._eap_sessions.pop(state, None) if state is not None else None
+        session = entry[0] if entry is not None else EapServerSession(
+            self._eap_policy, self._password_of, tls=self._server_tls)
+        mtu_raw = request.get(12)
+        mtu = int.from_bytes(mtu_raw, "big") if mtu_raw is not None and len(mtu_raw) == 4 else None
+        step = session.handle(eap, mtu)
+        self._on_eap_step(step, mtu)
+        if step.kind == "challenge":
+            new_state = os.urandom(16)
+            self._expire_sessions(now)
+            self._eap_sessions[new_state] = (session, now)
+            code, attrs = reply_attributes(step, state=new_state, secret=self.config.secret,
+                                           request_authenticator=request.authenticator)
+            self._send(ans, code, attrs)
+            return
+        if step.kind == "failure":
+            self._reject(ans, step.identity, step.reason or 22, step.text, eap_failure=step.eap)
+            return
+        account = account_name(step.identity or "")
+        user = self.config.users.get(account)
+        _, ans.accept_attrs = reply_attributes(step, state=None, secret=self.config.secret,
+                                               request_authenticator=request.authenticator)
+        ans.reject_attrs = pk.eap_message_attrs(step.failure_eap())
+        ans.eap = True
+        if user is None:
+            self._reject(ans, account, 16, "authenticated account is not known")
+            return
+        self._mfa(ans, user)
+
+    def _on_eap_step(self, step: Any, framed_mtu: int | None) -> None:
+        """A hook for tests and tracing: every EAP step the server takes."""
+
+    def _password_of(self, account: str) -> str | None:
+        user = self.config.users.get(account)
+        return user.password if user is not None else None
+
+    def _expire_sessions(self, now: float) -> None:
+        if len(self._eap_sessions) > 1024:
+            for state in [s for s, (_, at) in self._eap_sessions.items() if now - at > 120]:
+                del self._eap_sessions[state]
+
+    # -- the MFA extension -------------------------------------------------------
+
+    def _mfa(self, ans: _Answer, user: EmulatedUser) -> None:
         """The extension's part: only on a request NPS accepted (the final one)."""
-        nas_ip = request.get(4)
+        nas_ip = ans.request.get(4)
         if nas_ip is not None and len(nas_ip) == 4 and str(ipaddress.IPv4Address(nas_ip)) in self.config.ip_whitelist:
-            self._accept(request, addr, key, user, "NAS-IP-Address in IP_WHITELIST: MFA skipped")
+            self._accept(ans, user, "NAS-IP-Address in IP_WHITELIST: MFA skipped")
             return
         mfa = user.mfa
         if mfa == "none":
-            self._accept(request, addr, key, user, "no MFA for this user")
+            self._accept(ans, user, "no MFA for this user")
         elif mfa == "approve":
-            self._later(user.delay_s, self._accept, request, addr, key, user, f"MFA approved after {user.delay_s:g} s")
+            self._later(user.delay_s, self._accept, ans, user, f"MFA approved after {user.delay_s:g} s")
         elif mfa == "deny":
-            self._reject(request, addr, key, user.name, 21, "MFA denied by the user", self.config.deny_message)
+            self._reject(ans, user.name, 21, "MFA denied by the user", self.config.deny_message)
         elif mfa == "discard":
             self._event(6274, None, user.name, "ESTS_TOKEN_ERROR: the extension could not get a token: "
                         "request discarded (AuthZ event 3)")
-            self._seen[key] = _Seen(True, 0.0)  # stays pending: every duplicate is dropped too
+            self._seen[ans.key] = _Seen(True, 0.0)  # stays pending: every duplicate is dropped too
+        elif mfa == "otp" and ans.eap:
+            self._reject(ans, user.name, 21, "the user's MFA method is an OTP, which EAP cannot carry")
         elif mfa == "otp":
             state = os.urandom(16)
             self._otp_states[state] = user.name
             self._event(6276, None, user.name, "OTP requested: Access-Challenge")
             attrs = [(pk.STATE, state), (pk.REPLY_MESSAGE, self.config.otp_prompt.encode())]
-            self._send(request, addr, key, pk.ACCESS_CHALLENGE, attrs)
+            self._send(ans, pk.ACCESS_CHALLENGE, attrs)
         elif mfa == "not_found":
-            self._reject(request, addr, key, user.name, 21, "user not found in Entra ID")
+            self._reject(ans, user.name, 21, "user not found in Entra ID")
         elif mfa == "not_enrolled":
             if self.config.require_user_match:
-                self._reject(request, addr, key, user.name, 21, "user not enrolled for MFA (REQUIRE_USER_MATCH true)")
+                self._reject(ans, user.name, 21, "user not enrolled for MFA (REQUIRE_USER_MATCH true)")
             else:
-                self._accept(request, addr, key, user, "user not enrolled; REQUIRE_USER_MATCH false: accepted without MFA")
+                self._accept(ans, user, "user not enrolled; REQUIRE_USER_MATCH false: accepted without MFA")
 
-    def _otp_answer(self, request: pk.Packet, addr: Any, key: tuple[Any, int, bytes], state: bytes,
-                    code: bytes) -> None:
+    def _otp_answer(self, ans: _Answer, state: bytes, code: bytes) -> None:
         name = self._otp_states.pop(state)
         user = self.config.users[name]
         if user.otp_code is not None and code == user.otp_code.encode():
-            self._later(user.delay_s, self._accept, request, addr, key, user, "OTP verified")
+            self._later(user.delay_s, self._accept, ans, user, "OTP verified")
         else:
-            self._reject(request, addr, key, name, 21, "OTP verification failed")
+            self._reject(ans, name, 21, "OTP verification failed")
 
     def _later(self, delay: float, fn: Any, *args: Any) -> None:
         if delay <= 0:
@@ -219,28 +303,29 @@ class NpsEmulator(asyncio.DatagramProtocol):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _accept(self, request: pk.Packet, addr: Any, key: tuple[Any, int, bytes], user: EmulatedUser, text: str) -> None:
+    def _accept(self, ans: _Answer, user: EmulatedUser, text: str) -> None:
         self._event(6272, None, user.name, f"access granted: {text}")
-        self._send(request, addr, key, pk.ACCESS_ACCEPT, list(self._reply_attrs.get(user.name, [])))
+        self._send(ans, pk.ACCESS_ACCEPT, ans.accept_attrs + list(self._reply_attrs.get(user.name, [])))
 
-    def _reject(self, request: pk.Packet, addr: Any, key: tuple[Any, int, bytes], name: str, reason: int,
-                text: str, message: str | None = None) -> None:
+    def _reject(self, ans: _Answer, name: str | None, reason: int, text: str, message: str | None = None,
+                eap_failure: bytes | None = None) -> None:
         self._event(6273, reason, name, f"access denied: {text}")
-        attrs = [(pk.REPLY_MESSAGE, message.encode())] if message else []
-        self._send(request, addr, key, pk.ACCESS_REJECT, attrs)
+        attrs = pk.eap_message_attrs(eap_failure) if eap_failure is not None else list(ans.reject_attrs)
+        if message:
+            attrs.append((pk.REPLY_MESSAGE, message.encode()))
+        self._send(ans, pk.ACCESS_REJECT, attrs)
 
     def _done(self, key: tuple[Any, int, bytes]) -> None:
         self._seen[key] = _Seen(False, time.monotonic() + self.config.duplicate_hold_s)
 
-    def _send(self, request: pk.Packet, addr: Any, key: tuple[Any, int, bytes], code: int,
-              attrs: list[pk.Attr]) -> None:
+    def _send(self, ans: _Answer, code: int, attrs: list[pk.Attr]) -> None:
         sign = self.config.sign_replies == "always" or (
             self.config.sign_replies == "auto" and any(t == pk.EAP_MESSAGE for t, _ in attrs)
         )
-        data = pk.build_reply(code, request, attrs, self.config.secret, message_authenticator=sign)
+        data = pk.build_reply(code, ans.request, attrs, self.config.secret, message_authenticator=sign)
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(data, addr)
-        self._done(key)
+            self.transport.sendto(data, ans.addr)
+        self._done(ans.key)
 
 
 async def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 1812) -> NpsEmulator:
