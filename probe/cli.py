@@ -255,7 +255,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
     host, port = parse_hostport(args.listen)
     return run_emulator(host, port, config_path=args.config, secret_file=args.secret_file,
-                        duration_s=args.duration)
+                        duration_s=args.duration, pki_dir=args.pki)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -294,6 +294,9 @@ def make_parser() -> argparse.ArgumentParser:
     em.add_argument("--secret-file", metavar="F", help="shared secret (default: the documented lab secret)")
     em.add_argument("--duration", type=_positive(float, "--duration"), metavar="S",
                     help="stop by itself after S seconds")
+    em.add_argument("--pki", metavar="DIR",
+                    help="lab PKI for EAP: reused when DIR holds one, else written there "
+                         "(default: a new temporary directory, printed at start)")
     em.set_defaults(func=cmd_emulator)
     demo = sub.add_parser("demo", help="start the emulator and probe every behaviour (zero setup)")
     demo.add_argument("--json", action="store_true", help="print the Outcomes as JSON")

@@ -5,10 +5,28 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
-from .config import DEFAULT_SECRET, EmulatorConfig, EmulatorConfigError, default_config, load_config
+from ..pki import init_pki
+from .config import DEFAULT_SECRET, EapSettings, EmulatorConfig, EmulatorConfigError, default_config, load_config
 from .server import NpsEmulator
+
+
+def lab_pki(directory: Path | None, users: list[str]) -> Path:
+    """A lab PKI for the emulator: reused when ``directory`` holds one, else written (to a temp dir if None).
+
+    Every emulator user also gets a client certificate, so EAP-TLS and PEAP-TLS reach
+    every MFA behaviour (the certificate's UPN names the user, as NPS maps it).
+    """
+    if directory is not None and (directory / "ca.pem").is_file() and (directory / "server-chain.pem").is_file():
+        return directory
+    target = directory if directory is not None else Path(tempfile.mkdtemp(prefix="radius-probe-pki-"))
+    try:
+        init_pki(target, extra_users=users)
+    except (OSError, ValueError) as exc:
+        raise EmulatorConfigError(f"--pki {target}: {exc}") from None
+    return target
 
 
 def describe(config: EmulatorConfig) -> str:
@@ -23,13 +41,24 @@ def describe(config: EmulatorConfig) -> str:
     ]
     if config.ip_whitelist:
         policies.append("IP_WHITELIST: " + ", ".join(config.ip_whitelist))
+    if config.eap is not None:
+        e = config.eap
+        policies.append(f"EAP: {', '.join(e.methods)} (PEAP inner {', '.join(e.peap_inner)}), "
+                        f"cryptobinding {e.cryptobinding}, EAP-TLS up to TLS {e.tls_max_eap_tls}")
+    else:
+        policies.append("EAP: off (PAP only)")
     return "\n".join(lines + ["policies: " + "; ".join(policies)])
 
 
 def run_emulator(host: str, port: int, *, config_path: str | None = None, secret_file: str | None = None,
-                 duration_s: float | None = None) -> int:
+                 duration_s: float | None = None, pki_dir: str | None = None) -> int:
+    pki_note = None
     try:
         config = load_config(Path(config_path)) if config_path else default_config()
+        if config.eap is None and (pki_dir is not None or config_path is None):
+            directory = lab_pki(Path(pki_dir) if pki_dir else None, list(config.users))
+            config.eap = EapSettings.from_pki(directory, tls_max_eap_tls="1.3")
+            pki_note = f"lab PKI (CA for --ca: {directory / 'ca.pem'}; user certificates <name>.pem/.key): {directory}"
         secret_note = f"from {config_path}" if config_path else f"the lab default {DEFAULT_SECRET!r}"
         if secret_file:
             try:
@@ -40,10 +69,11 @@ def run_emulator(host: str, port: int, *, config_path: str | None = None, secret
     except EmulatorConfigError as exc:
         print(f"radius-probe: {exc}", file=sys.stderr)
         return 3
-    return asyncio.run(_serve(config, host, port, secret_note, duration_s))
+    return asyncio.run(_serve(config, host, port, secret_note, duration_s, pki_note))
 
 
-async def _serve(config: EmulatorConfig, host: str, port: int, secret_note: str, duration_s: float | None) -> int:
+async def _serve(config: EmulatorConfig, host: str, port: int, secret_note: str, duration_s: float | None,
+                 pki_note: str | None) -> int:
     emulator = NpsEmulator(config)
     try:
         bound = await emulator.start(host, port)
@@ -51,6 +81,8 @@ async def _serve(config: EmulatorConfig, host: str, port: int, secret_note: str,
         print(f"radius-probe: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 3
     print(f"NPS emulator listening on {bound[0]}:{bound[1]} (UDP); shared secret: {secret_note}")
+    if pki_note:
+        print(pki_note)
     print(describe(config), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
