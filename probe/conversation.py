@@ -308,6 +308,7 @@ class Conversation:
             self._record(o, ex, t0)
             o.primary_auth_done = method.primary_auth_done
             if ex.reply is None:
+                o.final_response_s = None  # the final round went unanswered
                 if ex.error_kind:
                     o.result, o.error_kind, o.error_detail = "error", ex.error_kind, ex.error_detail
                 else:

@@ -164,6 +164,124 @@ CATALOGUE: dict[str, Entry] = {
             ("Get-Service IAS; netstat -anu | findstr 1812 on the server; the port in the target",),
         ),
         Entry(
+            "client_certificate_rejected",
+            "The server rejected the client certificate",
+            "EAP-TLS or PEAP-TLS: Access-Reject (EAP-Failure) before the TLS method completed",
+            (
+                "the certificate has expired or is not yet valid",
+                "it does not chain to a CA NPS trusts, or its CA is not in NTAuth (reasons 265, 286, 287)",
+                "it lacks the Client Authentication EKU (reason 283)",
+                "its UPN (SAN otherName 1.3.6.1.4.1.311.20.2.3) maps to no account (reason 16)",
+                "revocation could not be checked or it is revoked (reasons 258, 259, 289)",
+            ),
+            (
+                "NPS event 6273 and its reason code",
+                "certutil -verify -urlfetch <user.cer> on the NPS server",
+                "the user certificate template (Client Authentication EKU, UPN in the SAN) and its expiry",
+            ),
+        ),
+        Entry(
+            "eap_credentials_rejected",
+            "The server rejected the inner credentials",
+            "PEAP-MSCHAPv2: Access-Reject (EAP-Failure) before the inner method succeeded",
+            (
+                "wrong password, expired password or locked account (reason 16; MS-CHAPv2 error 691/648/647)",
+                "no network policy allows PEAP-MSCHAPv2 for this user (reasons 48, 49, 66)",
+            ),
+            ("NPS event 6273 and its reason code", "the account in Active Directory (locked, password expiry)"),
+        ),
+        Entry(
+            "server_certificate_untrusted",
+            "This probe does not trust the server's certificate",
+            "the TLS handshake stopped by the probe: the server chain does not verify against --ca",
+            (
+                "NPS presents a certificate from another CA than the clients trust (a renewed or new "
+                "certificate, or the wrong certificate selected in the network policy's EAP properties)",
+                "--ca names the wrong CA",
+                "an intermediate CA is missing from the server's chain",
+            ),
+            (
+                "the certificate chosen under Network Policy > Constraints > Authentication Methods > PEAP/"
+                "Smart Card > Edit on the NPS server",
+                "the CA in the VPN profile's trusted root list (Always On VPN ProfileXML <TrustedRootCA>)",
+                "the chain reported in tls.server_cert / tls.chain here",
+            ),
+        ),
+        Entry(
+            "server_name_mismatch",
+            "The server certificate does not carry the expected name",
+            "the TLS handshake stopped by the probe: no SAN DNS name matches --server-name",
+            ("NPS presents another server's certificate", "--server-name differs from the VPN profile's name"),
+            ("the SAN DNS names in tls.server_cert", "the VPN profile's <ServerNames> / 'Connect to these servers'"),
+        ),
+        Entry(
+            "server_certificate_expired",
+            "The server certificate (or a CA in its chain) is expired or not yet valid",
+            "the TLS handshake stopped by the probe: a validity period check failed",
+            ("the NPS certificate was not renewed, or the renewed one is not selected in the network policy",),
+            ("tls.server_cert.not_after here; the NPS certificate store (certlm.msc) and auto-enrollment",),
+        ),
+        Entry(
+            "server_certificate_wrong_purpose",
+            "The server certificate is not for Server Authentication",
+            "the TLS handshake stopped by the probe: the leaf lacks the serverAuth EKU",
+            ("NPS uses a certificate issued from a template without Server Authentication",),
+            ("the certificate template on the CA (RAS and IAS Server template has Server Authentication)",),
+        ),
+        Entry(
+            "tls_handshake_failed",
+            "The TLS handshake failed",
+            "a TLS alert or handshake error inside EAP",
+            (
+                "no common TLS version or cipher (NPS keeps PEAP at TLS 1.2; check --tls-max)",
+                "the server aborted the handshake (see the alert in the detail)",
+            ),
+            ("the TLS settings (SCHANNEL protocols) on the NPS server; the detail here", "capture with --pcap --keylog"),
+        ),
+        Entry(
+            "cryptobinding_invalid",
+            "The PEAP cryptobinding did not verify",
+            "the server's Cryptobinding TLV carries a compound MAC that does not match the tunnel keys",
+            (
+                "something terminates TLS between the probe and NPS (a man in the middle)",
+                "a server bug in the compound key derivation",
+            ),
+            ("capture with --pcap --keylog and compare the tunnel endpoints",),
+        ),
+        Entry(
+            "mppe_mismatch",
+            "The MS-MPPE keys in the Access-Accept differ from the keys the EAP method derived",
+            "MS-MPPE-Send/Recv-Key present but not equal to the MSK (or the CSK halves with cryptobinding)",
+            (
+                "a RADIUS proxy re-encrypts the keys with another shared secret or rewrites them",
+                "the server derives keys from the wrong TLS session (a server bug)",
+            ),
+            ("the proxies between the VPN server and NPS; the shared secret on every hop",),
+        ),
+        Entry(
+            "mschapv2_server_proof_failed",
+            "The server could not prove it knows the password",
+            "MS-CHAPv2 Success with an authenticator response that does not verify",
+            ("a rogue or misconfigured server answers instead of NPS",),
+            ("the server's certificate in tls.server_cert; where DNS and routing send the VPN server's requests",),
+        ),
+        Entry(
+            "eap_protocol_error",
+            "The server broke the EAP protocol",
+            "an unexpected EAP type, a malformed EAP packet, or a conversation that never ends",
+            ("the server does not offer the method asked for (check the network policy's EAP types)",
+             "a server or proxy bug"),
+            ("the network policy's authentication methods (PEAP, Smart Card or other certificate)",
+             "capture with --pcap"),
+        ),
+        Entry(
+            "internal_error",
+            "radius-probe failed internally",
+            "an exception inside the probe",
+            ("a bug in radius-probe",),
+            ("rerun with -vv and report the output",),
+        ),
+        Entry(
             "malformed_reply",
             "The server sent a reply we cannot parse",
             "a reply with bad lengths, an unknown code or broken attributes",
@@ -172,6 +290,42 @@ CATALOGUE: dict[str, Entry] = {
         ),
     )
 }
+
+
+# Validation failures the EAP peer reports (probe/eap/validation.py), by the start of the detail.
+TLS_DETAIL_CODES: tuple[tuple[str, str], ...] = (
+    ("server certificate not trusted", "server_certificate_untrusted"),
+    ("server name mismatch", "server_name_mismatch"),
+    ("server certificate expired", "server_certificate_expired"),
+    ("server certificate not yet valid", "server_certificate_expired"),
+    ("CA certificate in the server's chain", "server_certificate_expired"),
+    ("server certificate is not for Server Authentication", "server_certificate_wrong_purpose"),
+    ("server certificate has no Extended Key Usage", "server_certificate_wrong_purpose"),
+)
+
+ERROR_KIND_CODES = {
+    "bad_authenticator": "bad_authenticator",
+    "unreachable": "port_unreachable",
+    "malformed": "malformed_reply",
+    "tls": "tls_handshake_failed",
+    "cryptobinding": "cryptobinding_invalid",
+    "mppe_mismatch": "mppe_mismatch",
+    "eap": "eap_protocol_error",
+    "mschapv2": "eap_protocol_error",
+    "internal": "internal_error",
+}
+
+
+def code_for_error(kind: str | None, detail: str | None) -> str | None:
+    """The catalogue code for an error Outcome."""
+    text = detail or ""
+    if kind == "tls":
+        for prefix, code in TLS_DETAIL_CODES:
+            if text.startswith(prefix):
+                return code
+    if kind == "mschapv2" and text.startswith("server failed to prove"):
+        return "mschapv2_server_proof_failed"
+    return ERROR_KIND_CODES.get(kind or "")
 
 
 def entry(code: str) -> Entry:

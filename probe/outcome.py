@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .diagnosis import entry
+from .diagnosis import code_for_error, entry
 
 RESULTS = ("accept", "reject", "challenge", "discard", "error")
 EXPECTATIONS = ("accept", "reject", "challenge", "discard")
@@ -121,14 +121,21 @@ def _diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | 
         codes.append(("nps_discard_after_primary_auth" if o.primary_auth_done else "no_reply", None))
     elif o.result == "reject":
         detail = f"Reply-Message: {o.reply_message!r}" if o.reply_message else None
-        codes.append(("nps_reject_after_primary_auth" if o.primary_auth_done else "access_reject", detail))
+        if o.primary_auth_done:
+            code = "nps_reject_after_primary_auth"
+        elif o.method in ("eap-tls", "peap-tls"):
+            code = "client_certificate_rejected"
+        elif o.method == "peap-mschapv2":
+            code = "eap_credentials_rejected"
+        else:
+            code = "access_reject"
+        codes.append((code, detail))
     elif o.result == "challenge":
         codes.append(("otp_challenge", f"prompt: {o.reply_message!r}" if o.reply_message else None))
     elif o.result == "error":
-        mapping = {"bad_authenticator": "bad_authenticator", "unreachable": "port_unreachable",
-                   "malformed": "malformed_reply"}
-        if o.error_kind in mapping:
-            codes.append((mapping[o.error_kind], o.error_detail))
+        code = code_for_error(o.error_kind, o.error_detail)
+        if code is not None:
+            codes.append((code, o.error_detail))
     if o.late and o.client_timeout_s is not None and o.final_response_s is not None:
         codes.append(("late_answer_beyond_client_timeout",
                       f"answered after {o.final_response_s:.1f} s, the client gives up after {o.client_timeout_s:g} s"))
