@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol
 
@@ -198,7 +199,8 @@ class EapMethod:
 
     def report(self, outcome: Outcome) -> None:
         outcome.cryptobinding = self.peer.cryptobinding
-        report = self.peer.tls_report()
+        outcome.eap_detail = self.peer.failure_detail
+        report = self.peer.tls_report(now=datetime.now(timezone.utc))
         if report:
             outcome.tls = report
             for warning in report.get("warnings", []):

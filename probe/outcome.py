@@ -53,6 +53,7 @@ class Outcome:
     client_timeout_s: float | None = None
     late: bool = False
     reply_message: str | None = None
+    eap_detail: str | None = None  # what the EAP method learned, e.g. "TLS server sent alert: certificate expired"
     message_authenticator: str | None = None
     mppe: str = "absent"
     cryptobinding: str = "absent"
@@ -120,7 +121,9 @@ def _diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | 
     if o.result == "discard":
         codes.append(("nps_discard_after_primary_auth" if o.primary_auth_done else "no_reply", None))
     elif o.result == "reject":
-        detail = f"Reply-Message: {o.reply_message!r}" if o.reply_message else None
+        details = [o.eap_detail] if o.eap_detail else []
+        details += [f"Reply-Message: {o.reply_message!r}"] if o.reply_message else []
+        detail = "; ".join(details) or None
         if o.primary_auth_done:
             code = "nps_reject_after_primary_auth"
         elif o.method in ("eap-tls", "peap-tls"):

@@ -559,7 +559,7 @@ def _ssl_reasons(exc: Exception) -> str:
 # TLS engine
 
 
-_ALERT_PREFIXES = ("sslv3 alert ", "tlsv1 alert ", "tlsv13 alert ")
+_ALERT_PREFIXES = ("sslv3 alert ", "tlsv1 alert ", "tlsv13 alert ", "tls alert ")  # OpenSSL 4 says "tls alert"
 _READ_CHUNK = 16384
 
 
