@@ -147,6 +147,8 @@ def _add_auth_args(p: argparse.ArgumentParser) -> None:
     c.add_argument("--server-name", metavar="NAME", help="DNS name the server certificate must carry (SAN)")
     c.add_argument("--insecure", action="store_true",
                    help="do not validate the server certificate (it is still reported, with a warning)")
+    c.add_argument("--resume", action="store_true",
+                   help="fast reconnect: authenticate again offering the first TLS session; reports tls.resumption")
     c.add_argument("--tls-max", metavar="1.2|1.3", help="highest TLS version (default 1.3 for EAP-TLS, 1.2 for PEAP)")
     t = p.add_argument_group("timing")
     t.add_argument("--timeout", type=_positive(float, "--timeout"), default=30.0, metavar="S",
@@ -238,7 +240,8 @@ def cmd_auth(args: argparse.Namespace) -> int:
         keylog_file.flush()
 
     try:
-        outcome = asyncio.run(authenticate(cfg, keylog=keylog if keylog_file else None, tap=pcap))
+        outcome = asyncio.run(authenticate(cfg, keylog=keylog if keylog_file else None, tap=pcap,
+                                           resume=args.resume))
     except (TlsConfigError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     finally:
@@ -248,6 +251,62 @@ def cmd_auth(args: argparse.Namespace) -> int:
             pcap.close()
     print(outcome.to_json(indent=2) if args.json else summary(outcome))
     return outcome.exit_code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``run``: validate every probe file (any error: print them all, run nothing), run, report."""
+    from .checks import Progress, RunOptions, run_checks, worst_exit_code
+    from .config import ProbeFileError, load_probe_files
+    from .report import check_table, checks_json, junit_xml, nagios, progress_line
+
+    if args.nagios and args.json == "-":
+        raise UsageError("--nagios and --json - both want stdout: write the JSON to a file")
+    try:
+        checks = load_probe_files(args.files)
+    except ProbeFileError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return EXIT_UNKNOWN
+    outputs = _run_outputs(args)
+    options = RunOptions(concurrency=args.concurrency, cert_warn_days=args.cert_warn_days,
+                         slow_fraction=args.slow_fraction)
+    live = not args.no_progress and sys.stderr.isatty()
+
+    def show(progress: Progress) -> None:
+        sys.stderr.write("\r\x1b[K" + progress_line(progress))
+        sys.stderr.flush()
+
+    try:
+        results = asyncio.run(run_checks(checks, options, progress=show if live else None))
+    finally:
+        if live:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+    code = worst_exit_code(results)
+    if "junit" in outputs:
+        Path(outputs["junit"]).write_text(junit_xml(results), encoding="utf-8")
+    if "json" in outputs:
+        Path(outputs["json"]).write_text(checks_json(results, code) + "\n", encoding="utf-8")
+    if args.nagios:
+        print(nagios(results, code, args.slow_fraction))
+    elif args.json == "-":
+        print(checks_json(results, code))
+    else:
+        print(check_table(results))
+    return code
+
+
+def _run_outputs(args: argparse.Namespace) -> dict[str, str]:
+    """Report files to write, checked for writability before any check runs (an MFA run is long)."""
+    wanted = {"junit": args.junit, "json": args.json if args.json != "-" else None}
+    paths = {k: v for k, v in wanted.items() if v}
+    for flag, path in paths.items():
+        try:
+            with open(path, "a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            raise UsageError(f"--{flag} {path}: cannot write ({exc.strerror})") from None
+    return paths
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -288,6 +347,19 @@ def make_parser() -> argparse.ArgumentParser:
     auth = sub.add_parser("auth", help="authenticate once and classify the answer")
     _add_auth_args(auth)
     auth.set_defaults(func=cmd_auth)
+    run = sub.add_parser("run", help="run probe files' checks once, report, exit with the worst check's code")
+    run.add_argument("files", nargs="+", metavar="PROBEFILE", help="YAML probe file(s): modules, targets, checks")
+    run.add_argument("--junit", metavar="F", help="write JUnit XML (one testcase per check) to F")
+    run.add_argument("--json", metavar="F", help="write the checks and their Outcomes as JSON to F ('-': stdout)")
+    run.add_argument("--nagios", action="store_true", help="print one monitoring-plugin status line with perfdata")
+    run.add_argument("--concurrency", type=_positive(int, "--concurrency", 1, inclusive=True), default=32,
+                     metavar="N", help="checks in flight at once (default 32)")
+    run.add_argument("--cert-warn-days", type=_positive(int, "--cert-warn-days", 0, inclusive=True), default=30,
+                     metavar="N", help="a certificate expiring within N days is a degraded state (default 30)")
+    run.add_argument("--slow-fraction", type=_positive(float, "--slow-fraction"), default=0.75, metavar="F",
+                     help="an answer slower than F x the window is a degraded state (default 0.75)")
+    run.add_argument("--no-progress", action="store_true", help="no live progress line on stderr")
+    run.set_defaults(func=cmd_run)
     em = sub.add_parser("emulator", help="run the NPS + MFA extension emulator on loopback")
     em.add_argument("--listen", default="127.0.0.1:1812", metavar="ADDR", help="default 127.0.0.1:1812")
     em.add_argument("--config", metavar="F", help="YAML users/behaviours/policies (default: the lab users)")

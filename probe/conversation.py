@@ -208,7 +208,8 @@ class EapMethod:
                     outcome.warnings.append(warning)
 
 
-def make_method(cfg: ProbeConfig, keylog: "Callable[[bytes], None] | None" = None) -> Method:
+def make_method(cfg: ProbeConfig, keylog: "Callable[[bytes], None] | None" = None,
+                session: object | None = None) -> Method:
     if cfg.method == "pap":
         if cfg.password is None:
             raise ValueError("PAP needs a password (--password or --password-file)")
@@ -223,10 +224,9 @@ def make_method(cfg: ProbeConfig, keylog: "Callable[[bytes], None] | None" = Non
         pkcs12=t.pkcs12, pkcs12_password=t.pkcs12_password.value if t.pkcs12_password else None,
         ca_file=t.ca, server_name=t.server_name, insecure=t.insecure,
         tls_max=t.tls_max or ("1.3" if cfg.method == "eap-tls" else "1.2"),
-        framed_mtu=cfg.framed_mtu, keylog=keylog,
+        framed_mtu=cfg.framed_mtu, keylog=keylog, session=session,  # type: ignore[arg-type]
     ))
-    outer = cfg.outer_identity or ("anonymous" if cfg.method.startswith("peap") else cfg.identity)
-    return EapMethod(peer, cfg.secret.value, outer)
+    return EapMethod(peer, cfg.secret.value, peer.outer_identity)
 
 
 def _reply_attributes(reply: pk.Packet, dictionary: RadiusDictionary) -> dict[str, list[object]]:
@@ -354,14 +354,38 @@ class Conversation:
 
 async def authenticate(cfg: ProbeConfig, client: RadiusClient | None = None, *,
                        keylog: Callable[[bytes], None] | None = None,
-                       tap: Tap | None = None) -> Outcome:
+                       tap: Tap | None = None, resume: bool = False) -> Outcome:
     """Run one probe; opens (and closes) a client unless one is given.
 
     Bad local input (unreadable certificate, wrong PKCS#12 password) raises before
     anything is sent; everything the server does ends in the returned Outcome.
+    With ``resume`` (TLS methods), a successful authentication is followed by a
+    second one offering the first's TLS session (fast reconnect); the second's
+    Outcome is returned, its ``tls.resumption`` says whether the server resumed.
     """
     method = make_method(cfg, keylog)
     if client is not None:
-        return await Conversation(cfg, client, method).run()
+        return await _authenticate(cfg, client, method, keylog, resume)
     async with RadiusClient(cfg.address, cfg.secret.value, clock=time.monotonic, tap=tap) as own:
-        return await Conversation(cfg, own, method).run()
+        return await _authenticate(cfg, own, method, keylog, resume)
+
+
+async def _authenticate(cfg: ProbeConfig, client: RadiusClient, method: Method,
+                        keylog: Callable[[bytes], None] | None, resume: bool) -> Outcome:
+    first = await Conversation(cfg, client, method).run()
+    if not resume or not isinstance(method, EapMethod) or first.result != "accept":
+        return first
+    session = method.peer.session_for_resumption()
+    if session is None:
+        first.warnings.append("fast reconnect: no TLS session to resume after the first authentication")
+        return first
+    second = await Conversation(cfg, client, make_method(cfg, keylog, session)).run()
+    resumed = bool(second.tls and second.tls.get("resumed"))
+    if second.tls is not None:
+        second.tls["resumption"] = {"offered": True, "resumed": resumed,
+                                    "first_duration_s": round(first.duration_s, 6),
+                                    "first_round_trips": first.round_trips}
+    if not resumed:
+        second.warnings.append("fast reconnect: the server did a full handshake instead of resuming "
+                               "(TLS session caching / fast reconnect is off on the server)")
+    return second
