@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import json
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Sequence
 
 from .outcome import Outcome
+
+if TYPE_CHECKING:
+    from .checks import CheckResult, Progress
 
 
 def _secs(value: float | None) -> str:
@@ -73,3 +79,125 @@ def table(rows: Sequence[tuple[str, Outcome]], *, title: str | None = None) -> s
     out.append(fmt.format(*("-" * w for w in widths)))
     out += [fmt.format(*r) for r in body]
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------
+# `radius-probe run`: reports over CheckResults (from probe.checks)
+
+
+def _window(o: Outcome) -> str:
+    if o.late:
+        return "late"
+    if o.within_window:
+        return "in"
+    return "out" if o.final_response_s is not None else "-"
+
+
+def check_table(results: Sequence[CheckResult]) -> str:
+    """The console report of ``run``: one row per check, then the reasons for every non-OK check."""
+    head = ("check", "target", "module", "expected", "result", "time", "window", "verdict", "diagnosis")
+    body = []
+    for r in results:
+        o = r.outcome
+        body.append((r.check.name, r.check.target.name, r.check.module.name, r.check.expect.result,
+                     o.result + (f"/{o.error_kind}" if o.error_kind else ""),
+                     "-" if o.final_response_s is None else f"{o.final_response_s:.3f}s",
+                     _window(o), r.verdict, str(o.diagnosis[0]["code"]) if o.diagnosis else "-"))
+    widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*row).rstrip() for row in body]
+    reasons = [line for r in results if r.verdict != "OK" for line in _reasons(r)]
+    if reasons:
+        out += ["", *reasons]
+    out += ["", _counts(results)]
+    return "\n".join(out)
+
+
+def _reasons(r: CheckResult) -> list[str]:
+    lines = [f"{r.verdict} {r.check.name} @ {r.check.target.name}: " + "; ".join(r.failures + r.degraded)]
+    if r.failures and r.outcome.diagnosis:
+        lines.append(f"    what to check: {r.outcome.diagnosis[0]['text']}")
+    return lines
+
+
+def _counts(results: Sequence[CheckResult]) -> str:
+    counts = {v: sum(1 for r in results if r.verdict == v) for v in ("OK", "DEGRADED", "FAILED", "UNKNOWN")}
+    return f"{len(results)} check(s): " + ", ".join(f"{n} {v}" for v, n in counts.items())
+
+
+def checks_json(results: Sequence[CheckResult], exit_code: int) -> str:
+    """``run --json``: schema 1, every check with its verdict and its Outcome."""
+    return json.dumps({"schema": 1, "checks": [r.to_dict() for r in results], "exit_code": exit_code}, indent=2)
+
+
+def junit_xml(results: Sequence[CheckResult]) -> str:
+    """JUnit XML for CI: a testsuite per probe file, a testcase per check (classname radius-probe.<target>).
+
+    FAILED -> <failure>, UNKNOWN -> <error> (the probe could not run: CI tools
+    keep the two apart); DEGRADED passes with its reasons in <system-err>.
+    """
+    by_file: dict[str, list[CheckResult]] = {}
+    for r in results:
+        by_file.setdefault(r.check.source, []).append(r)
+    root = ET.Element("testsuites", name="radius-probe", **_junit_counts(results))
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    for source, group in by_file.items():
+        suite = ET.SubElement(root, "testsuite", name=source, timestamp=stamp, **_junit_counts(group))
+        for r in group:
+            _junit_case(suite, r)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _junit_counts(results: Sequence[CheckResult]) -> dict[str, str]:
+    return {"tests": str(len(results)), "failures": str(sum(r.verdict == "FAILED" for r in results)),
+            "errors": str(sum(r.verdict == "UNKNOWN" for r in results)), "skipped": "0",
+            "time": f"{sum(r.outcome.duration_s for r in results):.3f}"}
+
+
+def _junit_case(suite: ET.Element, r: CheckResult) -> None:
+    case = ET.SubElement(suite, "testcase", classname=f"radius-probe.{r.check.target.name}",
+                         name=r.check.name, time=f"{r.outcome.duration_s:.3f}")
+    kind = {"FAILED": "failure", "UNKNOWN": "error"}.get(r.verdict)
+    if kind is not None:
+        message = r.failures[0] + (f". {r.outcome.diagnosis[0]['text']}" if r.outcome.diagnosis else "")
+        problem = ET.SubElement(case, kind, message=message, type=r.verdict)
+        problem.text = "\n".join(r.failures + [str(d["text"]) for d in r.outcome.diagnosis])
+    ET.SubElement(case, "system-out").text = r.outcome.to_json()
+    if r.degraded:
+        ET.SubElement(case, "system-err").text = "\n".join(f"DEGRADED: {d}" for d in r.degraded)
+
+
+_NAGIOS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+
+
+def nagios(results: Sequence[CheckResult], exit_code: int, slow_fraction: float) -> str:
+    """Monitoring-plugin output: the status line with perfdata, then one line per non-OK check."""
+    bad = [r for r in results if r.verdict != "OK"]
+    if bad:
+        text = "; ".join(f"{r.check.name}@{r.check.target.name} {r.verdict}"
+                         + (f" ({r.outcome.diagnosis[0]['code']})" if r.outcome.diagnosis else "") for r in bad)
+    else:
+        text = f"{len(results)} check(s) OK"
+    names = [r.check.name for r in results]
+    perf = []
+    for r in results:
+        label = r.check.name if names.count(r.check.name) == 1 else f"{r.check.name}@{r.check.target.name}"
+        o = r.outcome
+        value = "U" if o.final_response_s is None else f"{o.final_response_s:.3f}s"
+        label = label.replace("'", "''").replace("=", "_")
+        perf.append(f"'{label}_s'={value};{slow_fraction * o.window_s:g};{o.window_s:g};0;")
+    lines = [f"RADIUS {_NAGIOS[exit_code]} - {text} | {' '.join(perf)}"]
+    lines += [line for r in bad for line in _reasons(r)[:1]]
+    return "\n".join(lines)
+
+
+def progress_line(p: Progress, now: float | None = None) -> str:
+    """The live line on stderr while checks run (long MFA waits show how long they have waited)."""
+    running = len(p.started)
+    line = f"radius-probe: {p.done}/{p.total} done, {running} running"
+    longest = p.longest(now)
+    if longest is not None:
+        line += f" (longest {longest[1]:.0f} s: {longest[0]})"
+    return line

@@ -1,0 +1,711 @@
+"""Probe files (YAML) -> validated, typed objects: modules, targets, checks.
+
+Why a hand-written walker over ``yaml.compose`` nodes instead of
+``yaml.safe_load``: every error must name FILE:LINE and the field path, and a
+file with any error must run nothing, so the loader keeps each node's mark,
+collects every problem it finds and raises them together at the end.
+
+Secrets (shared secrets, passwords, OTP codes, key passphrases) only ever come
+from files or environment variables and live in :class:`Secret` objects; no
+error message or repr shows them.  ``${VAR}`` and ``${VAR:-default}`` are
+expanded in addresses, identities, server names, NAS identifiers and file
+paths, so one probe file can be pointed at another server (a lab, a test) from
+the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .cli import UsageError, parse_hostport, read_secret_file
+from .conversation import METHODS, ProbeConfig, Secret, TlsOptions
+from .outcome import DEFAULT_WINDOW_S, EXPECTATIONS
+from .radius.dictionary import DictionaryError, RadiusDictionary, default_dictionary
+from .radius.profiles import PROFILES
+from .radius.transport import RetryPolicy
+
+TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+PASSWORD_METHODS = ("pap", "peap-mschapv2")
+CERT_METHODS = ("eap-tls", "peap-tls")
+MA_POLICIES = ("required", "optional")
+DEFAULT_INTERVAL_S = 60.0
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_MERGE = "tag:yaml.org,2002:merge"
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+MODULE_FIELDS = (
+    "method", "identity", "outer_identity", "password_file", "password_env", "otp_file", "otp_env",
+    "cert", "key", "key_password_file", "key_password_env", "pkcs12", "pkcs12_password_file",
+    "pkcs12_password_env", "ca", "server_name", "insecure", "tls_max", "profile", "attrs", "timeout",
+    "retries", "window", "late_wait", "framed_mtu", "nas_identifier",
+)
+TARGET_FIELDS = ("address", "secret_file", "secret_env", "labels")
+CHECK_FIELDS = ("name", "target", "targets", "module", "expect", "interval")
+EXPECT_FIELDS = ("result", "within", "reply_message", "attributes", "message_authenticator")
+TOP_FIELDS = ("modules", "targets", "checks")
+
+
+# ---------------------------------------------------------------------------
+# The validated objects
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a probe file: where it is and what is wrong (never a secret value)."""
+
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.path}: {self.message}"
+
+
+class ProbeFileError(Exception):
+    """Every problem found in the probe files; nothing may run."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        super().__init__("\n".join(str(i) for i in issues))
+        self.issues = list(issues)
+
+
+@dataclass
+class Module:
+    """How to authenticate (blackbox_exporter's "module")."""
+
+    name: str
+    method: str
+    identity: str
+    outer_identity: str | None = None
+    password: Secret | None = None
+    otp: Secret | None = None
+    tls: TlsOptions = field(default_factory=TlsOptions)
+    profile: str = "rras"
+    attrs: list[tuple[str, str]] = field(default_factory=list)
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    window_s: float = DEFAULT_WINDOW_S
+    framed_mtu: int = 1500
+    nas_identifier: str = "radius-probe"
+
+
+@dataclass
+class Target:
+    """Where to authenticate: one RADIUS server address and its shared secret."""
+
+    name: str
+    address: str  # HOST:PORT as written (after ${VAR} expansion), resolved when the checks run
+    host: str
+    port: int
+    secret: Secret
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Expectation:
+    result: str = "accept"
+    within_s: float | None = None
+    reply_message: re.Pattern[str] | None = None
+    attributes: dict[str, list[str]] = field(default_factory=dict)
+    message_authenticator: str = "required"  # "optional": an unsigned reply is not a degraded state
+
+
+@dataclass
+class Check:
+    """One target x module x expectation (a check naming several targets becomes one Check each)."""
+
+    name: str
+    target: Target
+    module: Module
+    expect: Expectation
+    interval_s: float
+    source: str  # the probe file
+    line: int
+
+    def probe_config(self, address: tuple[str, int]) -> ProbeConfig:
+        """The conversation's input for this check, with the target's resolved address."""
+        m = self.module
+        return ProbeConfig(
+            address=address, secret=self.target.secret, method=m.method, identity=m.identity,
+            target=self.target.address, password=m.password, otp=m.otp, outer_identity=m.outer_identity,
+            tls=m.tls, profile=m.profile, extra_attrs=list(m.attrs), policy=m.policy, window_s=m.window_s,
+            expected=self.expect.result, framed_mtu=m.framed_mtu, nas_identifier=m.nas_identifier,
+        )
+
+
+# ---------------------------------------------------------------------------
+# Node reading with located errors
+
+
+class _Reader:
+    """Reads typed values out of composed nodes, recording a ConfigIssue for each problem."""
+
+    def __init__(self, file: str, loader: yaml.SafeLoader, issues: list[ConfigIssue]) -> None:
+        self.file = file
+        self.loader = loader
+        self.issues = issues
+        self._flat: dict[int, tuple[list[Any], list[Any]]] = {}
+
+    def error(self, node: Node, path: str, message: str) -> None:
+        self.issues.append(ConfigIssue(self.file, node.start_mark.line + 1, path, message))
+
+    def mapping(self, node: Node, path: str, allowed: Iterable[str] | None = None) -> dict[str, tuple[Node, Node]] | None:
+        """Key -> (key node, value node); flags non-mappings, duplicate and (if ``allowed``) unknown keys."""
+        if not isinstance(node, MappingNode):
+            self.error(node, path, f"expected a mapping, got {_kind(node)}")
+            return None
+        split = self._flatten(node, path)
+        if split is None:
+            return None
+        merged, own = split
+        out: dict[str, tuple[Node, Node]] = {}
+        known = tuple(allowed) if allowed is not None else None
+        for key_node, value_node in own:
+            key = self._key(key_node, path, known)
+            if key is None:
+                continue
+            if key in out:
+                self.error(key_node, _join(path, key),
+                           f"duplicate key (first at line {out[key][0].start_mark.line + 1})")
+                continue
+            out[key] = (key_node, value_node)
+        inherited: dict[str, tuple[Node, Node]] = {}
+        for key_node, value_node in merged:  # a later merge wins over an earlier one, own keys over both
+            key = self._key(key_node, path, known)
+            if key is not None and key not in out:
+                inherited[key] = (key_node, value_node)
+        return {**inherited, **out}
+
+    def _flatten(self, node: MappingNode, path: str) -> tuple[list[Any], list[Any]] | None:
+        """(pairs from YAML merge keys, the mapping's own pairs); once per node, as aliases share nodes."""
+        if id(node) not in self._flat:
+            own_count = sum(1 for k, _ in node.value if k.tag != _MERGE)
+            try:
+                self.loader.flatten_mapping(node)  # merged pairs first, then the node's own
+            except yaml.YAMLError as exc:
+                self.error(node, path, f"bad merge key: {getattr(exc, 'problem', exc)}")
+                return None
+            cut = len(node.value) - own_count
+            self._flat[id(node)] = (node.value[:cut], node.value[cut:])
+        return self._flat[id(node)]
+
+    def _key(self, key_node: Node, path: str, known: Sequence[str] | None) -> str | None:
+        if not isinstance(key_node, ScalarNode) or key_node.tag in (_NULL, _BOOL):
+            self.error(key_node, path, "keys must be names")
+            return None
+        key = str(key_node.value)
+        if known is not None and key not in known:
+            self.error(key_node, _join(path, key), _unknown_key(key, known))
+            return None
+        return key
+
+    def text(self, node: Node, path: str, *, expand: bool = False) -> str | None:
+        """A scalar as written (numbers keep their spelling, e.g. tls_max: 1.2); not null or boolean."""
+        if not isinstance(node, ScalarNode) or node.tag in (_NULL, _BOOL):
+            self.error(node, path, f"expected a string, got {_kind(node)}")
+            return None
+        value = str(node.value)
+        if expand:
+            return self.expand(node, path, value)
+        return value
+
+    def expand(self, node: Node, path: str, value: str) -> str | None:
+        missing: list[str] = []
+
+        def substitute(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            current = os.environ.get(name)
+            if current:
+                return current
+            if default is not None:
+                return default
+            missing.append(name)
+            return ""
+
+        result = _ENV.sub(substitute, value)
+        for name in missing:
+            self.error(node, path, f"environment variable {name} is not set (write ${{{name}:-DEFAULT}} for a default)")
+        return None if missing else result
+
+    def number(self, node: Node, path: str, *, minimum: float, inclusive: bool = False,
+               integer: bool = False) -> float | None:
+        """A number, or ``${VAR:-number}`` (timings tuned from the environment, e.g. in CI)."""
+        want = "a whole number" if integer else "a number"
+        value: float | None = None
+        if isinstance(node, ScalarNode) and node.tag in (_INT, _FLOAT) and (node.tag == _INT or not integer):
+            value = self.loader.construct_object(node)
+        elif isinstance(node, ScalarNode) and node.tag == _STR and "${" in node.value:
+            text = self.expand(node, path, node.value)
+            if text is None:
+                return None
+            value = _parse_number(text, integer)
+            if value is None:
+                self.error(node, path, f"expected {want}, got {text!r} after expanding {node.value}")
+                return None
+        else:
+            self.error(node, path, f"expected {want}, got {_kind(node)}")
+            return None
+        if value < minimum or (value == minimum and not inclusive):
+            self.error(node, path, f"must be {'>=' if inclusive else '>'} {minimum:g}, not {value:g}")
+            return None
+        return value
+
+    def boolean(self, node: Node, path: str) -> bool | None:
+        if not isinstance(node, ScalarNode) or node.tag != _BOOL:
+            self.error(node, path, f"expected true or false, got {_kind(node)}")
+            return None
+        return bool(self.loader.construct_object(node))
+
+    def choice(self, node: Node, path: str, choices: Sequence[str], what: str) -> str | None:
+        value = self.text(node, path)
+        if value is not None and value not in choices:
+            self.error(node, path, f"unknown {what} {value!r} (choose {', '.join(choices)})")
+            return None
+        return value
+
+    def scalars(self, node: Node, path: str, *, expand: bool = False) -> list[tuple[Node, str]]:
+        """One scalar or a list of scalars (attribute values)."""
+        items = node.value if isinstance(node, SequenceNode) else [node]
+        out = []
+        for i, item in enumerate(items):
+            where = f"{path}[{i}]" if isinstance(node, SequenceNode) else path
+            value = self.text(item, where, expand=expand)
+            if value is not None:
+                out.append((item, value))
+        return out
+
+    def base_path(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else Path(self.file).resolve().parent / path
+
+
+def _parse_number(text: str, integer: bool) -> float | None:
+    try:
+        return int(text) if integer else float(text)
+    except ValueError:
+        return None
+
+
+def _kind(node: Node) -> str:
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    return {_NULL: "nothing (null)", _BOOL: "true/false", _INT: "a number", _FLOAT: "a number"}.get(
+        node.tag, "a string")
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _unknown_key(key: str, known: Sequence[str]) -> str:
+    if key in ("password", "secret", "otp", "key_password", "pkcs12_password"):
+        return f"unknown field (a literal secret is refused: use {key}_file or {key}_env)"
+    return f"unknown field (known: {', '.join(known)})"
+
+
+# ---------------------------------------------------------------------------
+# Sections
+
+
+@dataclass
+class _FileDoc:
+    """One probe file's parsed sections before cross-file checks."""
+
+    modules: dict[str, Module] = field(default_factory=dict)
+    targets: dict[str, Target] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    # Defined but invalid: a check naming one is skipped quietly (its cause is already reported).
+    broken: set[str] = field(default_factory=set)
+
+
+def _secret_source(r: _Reader, fields: dict[str, tuple[Node, Node]], stem: str, path: str,
+                   owner: Node, required: bool) -> Secret | None:
+    """``<stem>_file`` or ``<stem>_env`` -> Secret; exactly one when required, at most one otherwise."""
+    given = [k for k in (f"{stem}_file", f"{stem}_env") if k in fields]
+    if len(given) > 1:
+        r.error(fields[given[1]][0], _join(path, given[1]), f"give {stem}_file or {stem}_env, not both")
+        return None
+    if not given:
+        if required:
+            r.error(owner, path, f"missing {stem}_file or {stem}_env")
+        return None
+    key = given[0]
+    node = fields[key][1]
+    where = _join(path, key)
+    if key.endswith("_env"):
+        name = r.text(node, where)
+        if name is None:
+            return None
+        value = os.environ.get(name)
+        if not value:
+            r.error(node, where, f"environment variable {name} is not set or empty")
+            return None
+        return Secret(value.encode("utf-8"))
+    text = r.text(node, where, expand=True)
+    if text is None:
+        return None
+    try:
+        return Secret(read_secret_file(str(r.base_path(text)), "file"))
+    except UsageError as exc:
+        r.error(node, where, str(exc))
+        return None
+
+
+def _file_path(r: _Reader, fields: dict[str, tuple[Node, Node]], key: str, path: str) -> str | None:
+    """A readable file (certificate, key, CA), resolved against the probe file's folder."""
+    if key not in fields:
+        return None
+    node = fields[key][1]
+    where = _join(path, key)
+    text = r.text(node, where, expand=True)
+    if text is None:
+        return None
+    resolved = r.base_path(text)
+    try:
+        with resolved.open("rb"):
+            pass
+    except OSError as exc:
+        r.error(node, where, f"file {resolved}: cannot read ({exc.strerror})")
+        return None
+    return str(resolved)
+
+
+def _attrs(r: _Reader, node: Node, path: str, dictionary: RadiusDictionary) -> list[tuple[str, str]] | None:
+    """``{Name: value or [values]}`` checked against the dictionary; canonical names."""
+    fields = r.mapping(node, path)
+    if fields is None:
+        return None
+    out: list[tuple[str, str]] = []
+    for name, (key_node, value_node) in fields.items():
+        where = _join(path, name)
+        try:
+            adef = dictionary.get(name)
+        except DictionaryError as exc:
+            r.error(key_node, where, str(exc))
+            continue
+        for item, value in r.scalars(value_node, where, expand=True):
+            try:
+                dictionary.encode(adef.name, value)
+            except DictionaryError as exc:
+                r.error(item, where, str(exc))
+                continue
+            out.append((adef.name, value))
+    return out
+
+
+def _module(r: _Reader, name: str, node: Node, path: str, dictionary: RadiusDictionary) -> Module | None:
+    fields = r.mapping(node, path, MODULE_FIELDS)
+    if fields is None:
+        return None
+    before = len(r.issues)
+
+    def value(key: str, read: Callable[[Node, str], Any]) -> Any:
+        return read(fields[key][1], _join(path, key)) if key in fields else None
+
+    method = value("method", lambda n, p: r.choice(n, p, METHODS, "method"))
+    identity = value("identity", lambda n, p: r.text(n, p, expand=True))
+    for required in ("method", "identity"):
+        if required not in fields:
+            r.error(node, path, f"missing {required}")
+    m = Module(name=name, method=method or "pap", identity=identity or "")
+    m.outer_identity = value("outer_identity", lambda n, p: r.text(n, p, expand=True))
+    m.password = _secret_source(r, fields, "password", path, node, required=method in PASSWORD_METHODS)
+    m.otp = _secret_source(r, fields, "otp", path, node, required=False)
+    m.tls = _tls(r, fields, path, node, method)
+    m.profile = value("profile", lambda n, p: r.choice(n, p, PROFILES, "NAS profile")) or "rras"
+    m.attrs = value("attrs", lambda n, p: _attrs(r, n, p, dictionary)) or []
+    timeout = value("timeout", lambda n, p: r.number(n, p, minimum=0))
+    retries = value("retries", lambda n, p: r.number(n, p, minimum=0, inclusive=True, integer=True))
+    window = value("window", lambda n, p: r.number(n, p, minimum=0))
+    late_wait = value("late_wait", lambda n, p: r.number(n, p, minimum=0, inclusive=True))
+    m.window_s = float(window if window is not None else DEFAULT_WINDOW_S)
+    m.policy = RetryPolicy(timeout_s=float(timeout if timeout is not None else 30.0),
+                           retries=int(retries if retries is not None else 2),
+                           listen_s=float(late_wait if late_wait is not None else 1.5 * m.window_s))
+    mtu = value("framed_mtu", lambda n, p: r.number(n, p, minimum=64, inclusive=True, integer=True))
+    m.framed_mtu = int(mtu) if mtu is not None else 1500
+    m.nas_identifier = value("nas_identifier", lambda n, p: r.text(n, p, expand=True)) or "radius-probe"
+    for key in ("password_file", "password_env"):
+        if key in fields and method is not None and method not in PASSWORD_METHODS:
+            r.error(fields[key][0], _join(path, key), f"{method} uses no password")
+    for key in ("otp_file", "otp_env"):
+        if key in fields and method is not None and method != "pap":
+            r.error(fields[key][0], _join(path, key), "an OTP answer is sent with pap only")
+    return m if len(r.issues) == before else None
+
+
+def _tls(r: _Reader, fields: dict[str, tuple[Node, Node]], path: str, owner: Node, method: str | None) -> TlsOptions:
+    """Certificate fields fill TlsOptions; the same rules as ``radius-probe auth``."""
+    tls_keys = [k for k in ("cert", "key", "key_password_file", "key_password_env", "pkcs12",
+                            "pkcs12_password_file", "pkcs12_password_env", "ca", "server_name", "insecure",
+                            "tls_max") if k in fields]
+    if method == "pap":
+        for key in tls_keys:
+            r.error(fields[key][0], _join(path, key), "pap uses no TLS: certificate fields are for EAP methods")
+        return TlsOptions()
+    t = TlsOptions(
+        cert=_file_path(r, fields, "cert", path), key=_file_path(r, fields, "key", path),
+        key_password=_secret_source(r, fields, "key_password", path, owner, required=False),
+        pkcs12=_file_path(r, fields, "pkcs12", path),
+        pkcs12_password=_secret_source(r, fields, "pkcs12_password", path, owner, required=False),
+        ca=_file_path(r, fields, "ca", path),
+    )
+    if "server_name" in fields:
+        t.server_name = r.text(fields["server_name"][1], _join(path, "server_name"), expand=True)
+    if "insecure" in fields:
+        t.insecure = bool(r.boolean(fields["insecure"][1], _join(path, "insecure")))
+    if "tls_max" in fields:
+        t.tls_max = r.choice(fields["tls_max"][1], _join(path, "tls_max"), TLS_VERSIONS, "TLS version")
+    if method is None:
+        return t
+    has_cert = "pkcs12" in fields or "cert" in fields
+    if method in CERT_METHODS:
+        if "pkcs12" in fields and ("cert" in fields or "key" in fields):
+            r.error(fields["pkcs12"][0], _join(path, "pkcs12"), "give pkcs12 or cert and key, not both")
+        elif "pkcs12" not in fields and not ("cert" in fields and "key" in fields):
+            r.error(owner, path, f"{method} needs cert and key, or pkcs12")
+    elif has_cert:
+        key = "pkcs12" if "pkcs12" in fields else "cert"
+        r.error(fields[key][0], _join(path, key), f"{method} sends no client certificate")
+    if "ca" not in fields and not t.insecure:
+        r.error(owner, path, f"{method} needs ca (the CA of the server certificate) or insecure: true")
+    return t
+
+
+def _target(r: _Reader, name: str, node: Node, path: str) -> Target | None:
+    fields = r.mapping(node, path, TARGET_FIELDS)
+    if fields is None:
+        return None
+    before = len(r.issues)
+    host, port, address = "", 0, ""
+    if "address" not in fields:
+        r.error(node, path, "missing address (HOST[:PORT])")
+    else:
+        text = r.text(fields["address"][1], _join(path, "address"), expand=True)
+        if text is not None:
+            try:
+                host, port = parse_hostport(text)
+                address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            except UsageError as exc:
+                r.error(fields["address"][1], _join(path, "address"), str(exc))
+    secret = _secret_source(r, fields, "secret", path, node, required=True)
+    labels: dict[str, str] = {}
+    if "labels" in fields:
+        label_fields = r.mapping(fields["labels"][1], _join(path, "labels")) or {}
+        for key, (_, value_node) in label_fields.items():
+            value = r.text(value_node, _join(path, f"labels.{key}"))
+            if value is not None:
+                labels[key] = value
+    if len(r.issues) != before or secret is None:
+        return None
+    return Target(name, address, host, port, secret, labels)
+
+
+def _expectation(r: _Reader, node: Node | None, path: str, dictionary: RadiusDictionary) -> Expectation:
+    exp = Expectation()
+    if node is None:
+        return exp
+    fields = r.mapping(node, path, EXPECT_FIELDS)
+    if fields is None:
+        return exp
+    if "result" in fields:
+        exp.result = r.choice(fields["result"][1], _join(path, "result"), EXPECTATIONS, "result") or "accept"
+    if "within" in fields:
+        exp.within_s = r.number(fields["within"][1], _join(path, "within"), minimum=0)
+    if "reply_message" in fields:
+        where = _join(path, "reply_message")
+        pattern = r.text(fields["reply_message"][1], where)
+        if pattern is not None:
+            try:
+                exp.reply_message = re.compile(pattern)
+            except re.error as exc:
+                r.error(fields["reply_message"][1], where, f"not a valid regular expression ({exc})")
+    if "attributes" in fields:
+        where = _join(path, "attributes")
+        for name, value in _attrs(r, fields["attributes"][1], where, dictionary) or []:
+            if dictionary.get(name).encrypt:
+                r.error(fields["attributes"][1], _join(where, name), "a hidden (encrypted) attribute cannot be compared")
+                continue
+            exp.attributes.setdefault(name, []).append(value)
+    if "message_authenticator" in fields:
+        exp.message_authenticator = r.choice(fields["message_authenticator"][1], _join(path, "message_authenticator"),
+                                             MA_POLICIES, "Message-Authenticator policy") or "required"
+    if exp.result == "discard":
+        for key in ("within", "reply_message", "attributes"):
+            if key in fields:
+                r.error(fields[key][0], _join(path, key), "a discard has no reply to check")
+    return exp
+
+
+def _checks(r: _Reader, node: Node, doc: _FileDoc, dictionary: RadiusDictionary) -> None:
+    if not isinstance(node, SequenceNode):
+        r.error(node, "checks", f"expected a list of checks, got {_kind(node)}")
+        return
+    if not node.value:
+        r.error(node, "checks", "no checks")
+    for i, item in enumerate(node.value):
+        path = f"checks[{i}]"
+        fields = r.mapping(item, path, CHECK_FIELDS)
+        if fields is None:
+            continue
+        before = len(r.issues)
+        name = r.text(fields["name"][1], _join(path, "name")) if "name" in fields else None
+        if "name" not in fields:
+            r.error(item, path, "missing name")
+        module = _reference(r, fields, "module", doc.modules, doc.broken, path, item)
+        targets = _check_targets(r, fields, doc, path, item)
+        expect = _expectation(r, fields["expect"][1] if "expect" in fields else None, _join(path, "expect"), dictionary)
+        interval = r.number(fields["interval"][1], _join(path, "interval"), minimum=0) if "interval" in fields else None
+        if len(r.issues) != before or name is None or module is None:
+            continue
+        for target in targets:
+            doc.checks.append(Check(name, target, module, expect, float(interval or DEFAULT_INTERVAL_S),
+                                    r.file, item.start_mark.line + 1))
+
+
+def _reference(r: _Reader, fields: dict[str, tuple[Node, Node]], key: str, defined: dict[str, Any],
+               broken: set[str], path: str, owner: Node) -> Any:
+    if key not in fields:
+        r.error(owner, path, f"missing {key}")
+        return None
+    node = fields[key][1]
+    name = r.text(node, _join(path, key))
+    if name is None:
+        return None
+    return _lookup(r, node, _join(path, key), key, name, defined, broken)
+
+
+def _lookup(r: _Reader, node: Node, path: str, kind: str, name: str, defined: dict[str, Any],
+            broken: set[str]) -> Any:
+    """The named module/target; None (reported once) when undefined or itself invalid."""
+    if f"{kind}:{name}" in broken:
+        return None  # the file has errors already, so nothing runs anyway
+    if name not in defined:
+        r.error(node, path, f"undefined {kind} {name!r} (defined: {', '.join(defined) or 'none'})")
+        return None
+    return defined[name]
+
+
+def _check_targets(r: _Reader, fields: dict[str, tuple[Node, Node]], doc: _FileDoc, path: str,
+                   owner: Node) -> list[Target]:
+    """``target: NAME``, ``targets: [NAMES]`` or ``targets: "*"`` (every target of the file)."""
+    defined = doc.targets
+    if "target" in fields and "targets" in fields:
+        r.error(fields["targets"][0], _join(path, "targets"), "give target or targets, not both")
+        return []
+    if "target" in fields:
+        target = _reference(r, fields, "target", defined, doc.broken, path, owner)
+        return [target] if target is not None else []
+    if "targets" not in fields:
+        r.error(owner, path, "missing target (or targets)")
+        return []
+    node = fields["targets"][1]
+    where = _join(path, "targets")
+    if isinstance(node, ScalarNode) and node.value == "*" and node.tag == _STR:
+        if not defined and not any(b.startswith("target:") for b in doc.broken):
+            r.error(node, where, "'*' but no targets are defined")
+        return list(defined.values())
+    if not isinstance(node, SequenceNode) or not node.value:
+        r.error(node, where, f"expected a list of target names or \"*\", got {_kind(node)}")
+        return []
+    out = []
+    for i, item in enumerate(node.value):
+        name = r.text(item, f"{where}[{i}]")
+        if name is None:
+            continue
+        target = _lookup(r, item, f"{where}[{i}]", "target", name, defined, doc.broken)
+        if target is not None:
+            out.append(target)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Entry points
+
+
+def _load_file(path: str, issues: list[ConfigIssue], dictionary: RadiusDictionary) -> _FileDoc:
+    doc = _FileDoc()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        issues.append(ConfigIssue(path, 0, "(file)", f"cannot read ({reason})"))
+        return doc
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        issues.append(ConfigIssue(path, mark.line + 1 if mark else 0, "(syntax)", f"not valid YAML: {problem}"))
+        return doc
+    try:
+        _read_sections(_Reader(path, loader, issues), root, doc, dictionary)
+    finally:
+        loader.dispose()
+    return doc
+
+
+def _read_sections(r: _Reader, root: Node | None, doc: _FileDoc, dictionary: RadiusDictionary) -> None:
+    if root is None:
+        r.issues.append(ConfigIssue(r.file, 1, "(file)", "empty probe file"))
+        return
+    top = r.mapping(root, "")
+    if top is None:
+        return
+    for key, (key_node, _) in top.items():
+        if key not in TOP_FIELDS and not key.startswith("x-"):  # x-*: room for YAML anchors, ignored
+            r.error(key_node, key, _unknown_key(key, TOP_FIELDS) + " (x-* keys are ignored)")
+    for section in TOP_FIELDS:
+        if section not in top:
+            r.error(root, section, "missing section")
+    if "modules" in top:
+        for name, (_, node) in (r.mapping(top["modules"][1], "modules") or {}).items():
+            module = _module(r, name, node, f"modules.{name}", dictionary)
+            if module is None:
+                doc.broken.add(f"module:{name}")
+            else:
+                doc.modules[name] = module
+    if "targets" in top:
+        for name, (_, node) in (r.mapping(top["targets"][1], "targets") or {}).items():
+            target = _target(r, name, node, f"targets.{name}")
+            if target is None:
+                doc.broken.add(f"target:{name}")
+            else:
+                doc.targets[name] = target
+    if "checks" in top:
+        _checks(r, top["checks"][1], doc, dictionary)
+
+
+def load_probe_files(paths: Sequence[str]) -> list[Check]:
+    """Every check of every file, or ProbeFileError with every problem (then nothing may run)."""
+    issues: list[ConfigIssue] = []
+    dictionary = default_dictionary()
+    checks: list[Check] = []
+    for path in paths:
+        checks += _load_file(path, issues, dictionary).checks
+    seen: dict[tuple[str, str], Check] = {}
+    for check in checks:
+        key = (check.name, check.target.name)
+        first = seen.setdefault(key, check)
+        if first is not check:
+            issues.append(ConfigIssue(check.source, check.line, "checks",
+                                      f"check {check.name!r} on target {check.target.name!r} is also defined at "
+                                      f"{first.source}:{first.line}"))
+    if issues:
+        raise ProbeFileError(list(dict.fromkeys(issues)))  # a merged (<<) field's problem shows once
+    return checks
