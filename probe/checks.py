@@ -10,13 +10,12 @@ Message-Authenticator (Blast-RADIUS, KB5040268).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
-from .cli import UsageError, resolve
+from .inputs import UsageError, resolve
 from .config import Check
 from .conversation import authenticate
 from .outcome import DEFAULT_SLOW_FRACTION, EXIT_DEGRADED, EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, Outcome, finalize
@@ -65,7 +64,7 @@ class CheckResult:
             "name": self.check.name, "target": self.check.target.name, "module": self.check.module.name,
             "labels": dict(self.check.target.labels), "verdict": self.verdict, "exit_code": self.exit_code,
             "failures": list(self.failures), "degraded": list(self.degraded),
-            "outcome": json.loads(self.outcome.to_json()),
+            "outcome": self.outcome.to_dict(),
         }
 
 
@@ -96,9 +95,6 @@ def worst_exit_code(results: Sequence[CheckResult]) -> int:
 def evaluate(check: Check, outcome: Outcome, options: RunOptions, *, now: datetime | None = None,
              dictionary: RadiusDictionary | None = None) -> CheckResult:
     """The check's failures and degraded states, from the Outcome's fields only."""
-    if options.slow_fraction != DEFAULT_SLOW_FRACTION:
-        outcome.degraded.clear()  # the conversation finalized with the default fraction
-        finalize(outcome, slow_fraction=options.slow_fraction)
     result = CheckResult(check, outcome)
     if outcome.error_kind == "local":
         result.failures.append(f"could not probe: {outcome.error_detail}")
@@ -226,12 +222,13 @@ async def _resolve_targets(checks: Sequence[Check]) -> dict[str, tuple[str, int]
     return out
 
 
-async def _run_one(check: Check, address: tuple[str, int] | str, clients: _Clients) -> Outcome:
+async def _run_one(check: Check, address: tuple[str, int] | str, clients: _Clients,
+                   slow_fraction: float = DEFAULT_SLOW_FRACTION) -> Outcome:
     from .eap.tls import TlsConfigError
 
     if isinstance(address, str):
         return local_failure(check, address)
-    cfg = check.probe_config(address)
+    cfg = check.probe_config(address, slow_fraction)
     try:
         client = await clients.get(address, cfg.secret.value)
         return await authenticate(cfg, client)
@@ -253,7 +250,7 @@ async def run_checks(checks: Sequence[Check], options: RunOptions = RunOptions()
         async with gate:
             state.started[index] = (f"{check.name}@{check.target.name}", time.monotonic())
             try:
-                outcome = await _run_one(check, addresses[check.target.name], clients)
+                outcome = await _run_one(check, addresses[check.target.name], clients, options.slow_fraction)
             finally:
                 del state.started[index]
                 state.done += 1

@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterable, Sequence
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .cli import UsageError, parse_hostport, read_secret_file
+from .inputs import UsageError, parse_hostport, read_secret_file
+from .outcome import DEFAULT_SLOW_FRACTION
 from .conversation import METHODS, ProbeConfig, Secret, TlsOptions
 from .outcome import DEFAULT_WINDOW_S, EXPECTATIONS
 from .radius.dictionary import DictionaryError, RadiusDictionary, default_dictionary
@@ -134,7 +135,7 @@ class Check:
     source: str  # the probe file
     line: int
 
-    def probe_config(self, address: tuple[str, int]) -> ProbeConfig:
+    def probe_config(self, address: tuple[str, int], slow_fraction: float = DEFAULT_SLOW_FRACTION) -> ProbeConfig:
         """The conversation's input for this check, with the target's resolved address."""
         m = self.module
         return ProbeConfig(
@@ -142,6 +143,7 @@ class Check:
             target=self.target.address, password=m.password, otp=m.otp, outer_identity=m.outer_identity,
             tls=m.tls, profile=m.profile, extra_attrs=list(m.attrs), policy=m.policy, window_s=m.window_s,
             expected=self.expect.result, framed_mtu=m.framed_mtu, nas_identifier=m.nas_identifier,
+            slow_fraction=slow_fraction,
         )
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from .outcome import AttemptRecord, Outcome, finalize
+from .outcome import DEFAULT_SLOW_FRACTION, AttemptRecord, Outcome, finalize
 from .radius import packet as pk
 from .radius.dictionary import RadiusDictionary, default_dictionary
 from .radius.profiles import NasContext, nas_attributes
@@ -70,6 +70,7 @@ class ProbeConfig:
     extra_attrs: list[tuple[str, str]] = field(default_factory=list)
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     window_s: float = 60.0
+    slow_fraction: float = DEFAULT_SLOW_FRACTION  # an answer above this share of the window is degraded
     expected: str = "accept"
     framed_mtu: int = 1500
     nas_identifier: str = "radius-probe"
@@ -280,7 +281,7 @@ class Conversation:
             o.result, o.error_kind, o.error_detail = "error", "internal", f"{type(exc).__name__}: {exc}"
         self.method.report(o)
         o.duration_s = self.client.clock() - t0
-        return finalize(o)
+        return finalize(o, slow_fraction=self.cfg.slow_fraction)
 
     async def _converse(self, o: Outcome, t0: float) -> None:
         cfg = self.cfg

@@ -68,7 +68,8 @@ class Outcome:
     schema: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """The schema-1 JSON form as plain values (bytes become "0x..." hex)."""
+        d = _json_safe(asdict(self))
         d.pop("primary_auth_done")
         ordered = {"schema": d.pop("schema")}
         ordered.update(d)
@@ -82,7 +83,7 @@ class Outcome:
         return ordered
 
     def to_json(self, **kw: Any) -> str:
-        return json.dumps(self.to_dict(), default=_json_default, **kw)
+        return json.dumps(self.to_dict(), **kw)
 
     @property
     def exit_code(self) -> int:
@@ -93,10 +94,14 @@ class Outcome:
         return EXIT_DEGRADED if self.degraded else EXIT_OK
 
 
-def _json_default(value: object) -> object:
+def _json_safe(value: Any) -> Any:
     if isinstance(value, bytes):
         return "0x" + value.hex()
-    raise TypeError(f"cannot serialise {type(value).__name__}")
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def finalize(o: Outcome, *, slow_fraction: float = DEFAULT_SLOW_FRACTION) -> Outcome:

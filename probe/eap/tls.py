@@ -23,6 +23,8 @@ and the problem, never a password.
 from __future__ import annotations
 
 import enum
+import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,7 +435,50 @@ def _password(secret: str | bytes | None) -> bytes | None:
     return secret.encode("utf-8") if isinstance(secret, str) else secret
 
 
+_CREDENTIALS_CACHE: dict[tuple[object, ...], _Credentials] = {}
+_CREDENTIALS_CACHE_SIZE = 64
+
+
+def _cache_key(files: tuple[str | Path | None, ...], password: str | bytes | None) -> tuple[object, ...] | None:
+    """Files by identity and change (path, inode, size, mtime) plus a digest of the password."""
+    key: list[object] = []
+    for f in files:
+        if f is None:
+            key.append(None)
+            continue
+        try:
+            st = os.stat(f)
+        except OSError:
+            return None  # let the loader report the unreadable file
+        key.append((str(Path(f).resolve()), st.st_ino, st.st_size, st.st_mtime_ns))
+    digest = hashlib.sha256(_password(password) or b"").digest()
+    return (*key, digest)
+
+
 def _load_credentials(
+    cert_file: str | Path | None,
+    key_file: str | Path | None,
+    key_password: str | bytes | None,
+    pkcs12_file: str | Path | None,
+    pkcs12_password: str | bytes | None,
+) -> _Credentials | None:
+    """Load PEM cert+key or a PKCS#12 bundle, once per unchanged file set.
+
+    Loading an RSA key runs cryptography's key consistency check (tens of ms); a
+    probe or load test that authenticates over and over must not pay it each time.
+    """
+    cache_key = _cache_key((cert_file, key_file, pkcs12_file), pkcs12_password if pkcs12_file else key_password)
+    if cache_key is not None and cache_key in _CREDENTIALS_CACHE:
+        return _CREDENTIALS_CACHE[cache_key]
+    credentials = _load_credentials_uncached(cert_file, key_file, key_password, pkcs12_file, pkcs12_password)
+    if cache_key is not None and credentials is not None:
+        if len(_CREDENTIALS_CACHE) >= _CREDENTIALS_CACHE_SIZE:
+            _CREDENTIALS_CACHE.pop(next(iter(_CREDENTIALS_CACHE)))
+        _CREDENTIALS_CACHE[cache_key] = credentials
+    return credentials
+
+
+def _load_credentials_uncached(
     cert_file: str | Path | None,
     key_file: str | Path | None,
     key_password: str | bytes | None,

@@ -1,0 +1,130 @@
+"""The measured side of the benchmark: radius-probe authenticating N times in one process.
+
+Why a process of its own: ``bench/run.py`` also hosts FreeRADIUS and drives
+radclient/eapol_test, so only a separate process lets the client's CPU time and
+peak RSS be read without anything else mixed in. The parent reads this
+process's whole cost (interpreter start and imports included) with
+``os.wait4``; this script adds what the authentication loop alone cost, from
+``getrusage(RUSAGE_SELF)`` deltas around the loop.
+
+Input: one JSON object on stdin (so the shared secret and password never show
+on a command line): ``method`` (pap | eap-tls | peap-mschapv2), ``host``,
+``port``, ``secret``, ``identity``, ``password``, ``cert``, ``key``, ``ca``,
+``server_name``, ``tls_max``, ``count``, ``concurrency``, ``time_limit_s``,
+``timeout_s``, ``retries``, ``report`` (a path).
+Output: one JSON object written to ``report`` (no secrets): counts by result, the first
+failure (result, error kind, detail) and the loop's rusage/wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from probe.conversation import ProbeConfig, Secret, TlsOptions, authenticate
+from probe.outcome import Outcome
+from probe.radius.transport import RadiusClient, RetryPolicy
+
+
+@dataclass
+class Tally:
+    """What the loop saw: results by name and the first thing that was not a success."""
+
+    results: Counter[str] = field(default_factory=Counter)
+    ok: int = 0
+    first_failure: dict[str, Any] | None = None
+
+
+def probe_config(spec: dict[str, Any]) -> ProbeConfig:
+    """The ProbeConfig every authentication of the loop uses."""
+    method = spec["method"]
+    password = spec.get("password")
+    tls = TlsOptions(cert=spec.get("cert"), key=spec.get("key"), ca=spec.get("ca"),
+                     server_name=spec.get("server_name"), tls_max=spec.get("tls_max"))
+    return ProbeConfig(
+        address=(spec["host"], int(spec["port"])),
+        secret=Secret(spec["secret"].encode()),
+        method=method,
+        identity=spec["identity"],
+        password=Secret(password.encode()) if password else None,
+        tls=tls,
+        policy=RetryPolicy(timeout_s=float(spec["timeout_s"]), retries=int(spec["retries"])),
+    )
+
+
+def succeeded(outcome: Outcome, method: str) -> bool:
+    """An Access-Accept, and for EAP methods MPPE keys equal to the ones the peer derived."""
+    return outcome.result == "accept" and (method == "pap" or outcome.mppe == "match")
+
+
+def record(tally: Tally, outcome: Outcome, method: str) -> None:
+    tally.results[outcome.result] += 1
+    if succeeded(outcome, method):
+        tally.ok += 1
+    elif tally.first_failure is None:
+        tally.first_failure = {"result": outcome.result, "error_kind": outcome.error_kind,
+                               "error_detail": outcome.error_detail, "mppe": outcome.mppe}
+
+
+async def run_loop(cfg: ProbeConfig, count: int, concurrency: int, deadline: float) -> Tally:
+    """``count`` authentications over one shared RadiusClient, ``concurrency`` at a time, until ``deadline``."""
+    tally = Tally()
+    started = 0
+
+    async def worker(client: RadiusClient) -> None:
+        nonlocal started
+        while started < count and time.monotonic() < deadline:
+            started += 1
+            record(tally, await authenticate(cfg, client), cfg.method)
+
+    async with RadiusClient(cfg.address, cfg.secret.value, clock=time.monotonic) as client:
+        await asyncio.gather(*(worker(client) for _ in range(max(1, concurrency))))
+    return tally
+
+
+def cpu(usage: resource.struct_rusage) -> tuple[float, float]:
+    return usage.ru_utime, usage.ru_stime
+
+
+def peak_rss_kb() -> int:
+    """VmHWM of this process's own memory (ru_maxrss would include the parent's size at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> int:
+    spec = json.loads(sys.stdin.read())
+    cfg = probe_config(spec)
+    before, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    deadline = time.monotonic() + float(spec["time_limit_s"])
+    tally = asyncio.run(run_loop(cfg, int(spec["count"]), int(spec["concurrency"]), deadline))
+    after, wall1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    (u0, s0), (u1, s1) = cpu(before), cpu(after)
+    result = {
+        "done": sum(tally.results.values()),
+        "ok": tally.ok,
+        "results": dict(tally.results),
+        "first_failure": tally.first_failure,
+        "startup_cpu_s": u0 + s0,
+        "loop_user_s": u1 - u0,
+        "loop_sys_s": s1 - s0,
+        "loop_wall_s": wall1 - wall0,
+        "vm_hwm_kb": peak_rss_kb(),
+    }
+    Path(spec["report"]).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
