@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 from .inputs import UsageError, resolve
 from .config import Check
 from .conversation import authenticate
+from .diagnosis import entry
 from .outcome import DEFAULT_SLOW_FRACTION, EXIT_DEGRADED, EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, Outcome, finalize
 from .radius.dictionary import DictionaryError, RadiusDictionary, default_dictionary
 from .radius.transport import RadiusClient
@@ -102,10 +103,19 @@ def evaluate(check: Check, outcome: Outcome, options: RunOptions, *, now: dateti
     result.failures += _expectation_failures(check, outcome, dictionary or default_dictionary())
     if not result.failures:
         result.degraded += list(outcome.degraded)
-    result.degraded += _certificate_states(outcome, options.cert_warn_days, now or datetime.now(timezone.utc))
+    for code, text in _certificate_states(outcome, options.cert_warn_days, now or datetime.now(timezone.utc)):
+        result.degraded.append(text)
+        _add_diagnosis(outcome, code, text)
     if outcome.message_authenticator == "absent" and check.expect.message_authenticator == "required":
         result.degraded.append(BLAST_RADIUS)
+        _add_diagnosis(outcome, "message_authenticator_absent", None)
     return result
+
+
+def _add_diagnosis(outcome: Outcome, code: str, detail: str | None) -> None:
+    """Check-level states join the Outcome's diagnosis, so every output shows what to check."""
+    if code not in {d["code"] for d in outcome.diagnosis}:
+        outcome.diagnosis.append(entry(code).render(detail))
 
 
 def _expectation_failures(check: Check, o: Outcome, dictionary: RadiusDictionary) -> list[str]:
@@ -152,7 +162,8 @@ def _show(value: object) -> str:
     return repr(value)
 
 
-def _certificate_states(o: Outcome, warn_days: int, now: datetime) -> list[str]:
+def _certificate_states(o: Outcome, warn_days: int, now: datetime) -> list[tuple[str, str]]:
+    """(catalogue code, text) for each certificate that expired or expires within ``warn_days``."""
     states = []
     for key, what in (("server_cert", "server"), ("client_cert", "client")):
         cert = (o.tls or {}).get(key) or {}
@@ -165,11 +176,12 @@ def _certificate_states(o: Outcome, warn_days: int, now: datetime) -> list[str]:
             continue
         days = (expiry - now).total_seconds() / 86400
         subject = cert.get("subject", "?")
+        code = f"{what}_certificate_expiring"
         if days < 0:
-            states.append(f"{what} certificate {subject} expired on {not_after}")
+            states.append((code, f"{what} certificate {subject} expired on {not_after}"))
         elif days <= warn_days:
-            states.append(f"{what} certificate {subject} expires in {int(days)} day(s) ({not_after}); "
-                          f"renew it before it stops authentication")
+            states.append((code, f"{what} certificate {subject} expires in {int(days)} day(s) ({not_after}); "
+                                 f"renew it before it stops authentication"))
     return states
 
 

@@ -275,6 +275,38 @@ CATALOGUE: dict[str, Entry] = {
              "capture with --pcap"),
         ),
         Entry(
+            "mppe_absent",
+            "Access-Accept without MS-MPPE keys",
+            "an EAP Access-Accept that carries no MS-MPPE-Send-Key / MS-MPPE-Recv-Key",
+            ("a proxy strips vendor attributes", "the server's policy does not return encryption keys"),
+            ("the network policy's Encryption settings; vendor attribute filtering on proxies",),
+        ),
+        Entry(
+            "message_authenticator_absent",
+            "The server's replies carry no Message-Authenticator (Blast-RADIUS exposure)",
+            "an Access-Accept/Reject/Challenge without Message-Authenticator",
+            ("the server predates the Blast-RADIUS fixes (KB5040268 for NPS, FreeRADIUS 3.2.5)",),
+            (
+                "install the July 2024 (KB5040268) or later update on NPS and set "
+                "`netsh nps set requiremsgauth` / `limitproxystate` for the VPN clients",
+                "on FreeRADIUS 3.2.5+: require_message_authenticator and limit_proxy_state",
+            ),
+        ),
+        Entry(
+            "server_certificate_expiring",
+            "The server certificate expires soon",
+            "tls.server_cert.not_after within the warning period",
+            ("the NPS certificate is not renewed automatically (auto-enrollment for the RAS and IAS template)",),
+            ("certlm.msc on the NPS server; select the renewed certificate in the network policy's EAP properties",),
+        ),
+        Entry(
+            "client_certificate_expiring",
+            "The test account's client certificate expires soon",
+            "tls.client_cert.not_after within the warning period",
+            ("the probe's certificate needs renewing, like users' certificates do",),
+            ("renew the probe's certificate; check the user template's auto-enrollment",),
+        ),
+        Entry(
             "internal_error",
             "radius-probe failed internally",
             "an exception inside the probe",

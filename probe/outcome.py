@@ -144,6 +144,8 @@ def _diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | 
         code = code_for_error(o.error_kind, o.error_detail)
         if code is not None:
             codes.append((code, o.error_detail))
+    if o.result == "accept" and o.method != "pap" and o.mppe == "absent":
+        codes.append(("mppe_absent", None))
     if o.late and o.client_timeout_s is not None and o.final_response_s is not None:
         codes.append(("late_answer_beyond_client_timeout",
                       f"answered after {o.final_response_s:.1f} s, the client gives up after {o.client_timeout_s:g} s"))
