@@ -18,7 +18,7 @@ from typing import NoReturn, Sequence
 
 from . import __version__
 from .inputs import UsageError, parse_hostport, read_secret_file, resolve
-from .conversation import METHODS, ProbeConfig, Secret, TlsOptions, authenticate
+from .conversation import METHODS, ProbeConfig, Secret, TlsOptions, authenticate, make_method
 from .outcome import DEFAULT_WINDOW_S, EXIT_UNKNOWN, EXPECTATIONS
 from .radius.dictionary import DictionaryError, default_dictionary
 from .radius.profiles import PROFILES, parse_attr_option
@@ -105,7 +105,7 @@ def _add_auth_args(p: argparse.ArgumentParser) -> None:
     n.add_argument("--profile", default="rras", help=f"NAS attribute profile: {', '.join(PROFILES)} (default rras)")
     n.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
                    help="add or replace a request attribute (dictionary name; repeatable)")
-    n.add_argument("--framed-mtu", type=_positive(int, "--framed-mtu", 64, inclusive=True), default=1500, metavar="N")
+    n.add_argument("--framed-mtu", type=_positive(int, "--framed-mtu", 100, inclusive=True), default=1500, metavar="N")
     n.add_argument("--nas-identifier", default="radius-probe", metavar="NAME")
     o = p.add_argument_group("output")
     o.add_argument("--expect", default="accept", help=f"expected result: {', '.join(EXPECTATIONS)} (default accept)")
@@ -167,6 +167,10 @@ def cmd_auth(args: argparse.Namespace) -> int:
     from .pcap import PcapWriter
 
     cfg = build_probe_config(args)
+    try:
+        make_method(cfg)  # load certificates and keys first: bad input must not touch --pcap / --keylog files
+    except (TlsConfigError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
     keylog_file = _open_output(args.keylog, "--keylog") if args.keylog else None
     pcap = None
     if args.pcap:

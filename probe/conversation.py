@@ -74,11 +74,18 @@ class ProbeConfig:
     expected: str = "accept"
     framed_mtu: int = 1500
     nas_identifier: str = "radius-probe"
-    max_rounds: int = 64
+    max_rounds: int | None = None  # None: scaled to the Framed-MTU (small fragments need more rounds)
 
     def __post_init__(self) -> None:
         if not self.target:
             self.target = f"{self.address[0]}:{self.address[1]}"
+
+    @property
+    def round_limit(self) -> int:
+        """Rounds before we call the server endless: room for ~12 KB of TLS in fragments of this MTU."""
+        if self.max_rounds is not None:
+            return self.max_rounds
+        return max(64, 40 + 12000 // max(1, self.framed_mtu - 114))
 
 
 @dataclass
@@ -180,6 +187,9 @@ class EapMethod:
                 except MethodError:
                     pass
             return
+        if eap is None and not self.peer.primary_auth_done:
+            raise MethodError("eap", "Access-Accept before the EAP method finished: no certificate or password "
+                                     "was checked (a server that accepts anyone?)")
         if eap is None:
             outcome.warnings.append("Access-Accept without EAP-Message (RFC 3579 wants an EAP-Success)")
         else:
@@ -225,6 +235,7 @@ def make_method(cfg: ProbeConfig, keylog: "Callable[[bytes], None] | None" = Non
         pkcs12=t.pkcs12, pkcs12_password=t.pkcs12_password.value if t.pkcs12_password else None,
         ca_file=t.ca, server_name=t.server_name, insecure=t.insecure,
         tls_max=t.tls_max or ("1.3" if cfg.method == "eap-tls" else "1.2"),
+        tls_min=t.tls_max if t.tls_max in ("1.0", "1.1") else "1.2",  # asking for an old TLS allows it
         framed_mtu=cfg.framed_mtu, keylog=keylog, session=session,  # type: ignore[arg-type]
     ))
     return EapMethod(peer, cfg.secret.value, peer.outer_identity)
@@ -292,8 +303,8 @@ class Conversation:
         state: bytes | None = None
         ma_seen: list[str] = []
         while payload is not None:
-            if o.round_trips >= cfg.max_rounds:
-                raise MethodError("eap", f"the server kept challenging: stopped after {cfg.max_rounds} rounds")
+            if o.round_trips >= cfg.round_limit:
+                raise MethodError("eap", f"the server kept challenging: stopped after {cfg.round_limit} rounds")
             o.round_trips += 1
             current = payload
 

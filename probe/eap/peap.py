@@ -340,8 +340,8 @@ class Phase2:
             raise EapPeerError("eap", "inner EAP-Request of type Nak (3) is invalid")
         extension = self._extension(packet)
         if self._inner_started:
-            raise EapPeerError("eap", f"unexpected inner EAP type {_type_name(packet)} after {self.inner.name} started")
-        self._count(extension or f"proposal of {_type_name(packet)}")
+            raise EapPeerError("eap", f"unexpected inner EAP type {type_name(packet)} after {self.inner.name} started")
+        self._count(extension or f"proposal of {type_name(packet)}")
         return nak(packet.identifier, [self.inner.eap_type])
 
     def _extension(self, packet: EapPacket) -> str | None:
@@ -424,7 +424,7 @@ def _read_tlvs(data: bytes) -> tuple[ResultStatus, Tlv | None]:
     return results[0], bindings[0] if bindings else None
 
 
-def _type_name(packet: EapPacket) -> str:
+def type_name(packet: EapPacket) -> str:
     """"MSCHAPV2 (26)" or "254 vendor 0x137/0x21" for messages."""
     kind = packet.type
     if kind == EapType.EXPANDED and len(packet.data) >= 7:

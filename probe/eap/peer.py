@@ -42,7 +42,7 @@ from probe.eap.packet import (
     identity_response,
     nak,
 )
-from probe.eap.peap import EapPeerError, InnerMethod, MschapV2Peer, Phase2
+from probe.eap.peap import EapPeerError, InnerMethod, MschapV2Peer, Phase2, type_name
 from probe.eap.tls import (
     MIN_FRAMED_MTU,
     TLS_VERSIONS,
@@ -487,7 +487,7 @@ class EapPeer:
             raise EapPeerError("eap", "EAP-Request of type Nak (3) is invalid")
         if self._method is None:
             return nak(packet.identifier, [self._type])
-        raise EapPeerError("eap", f"unexpected EAP type {kind!r} after {self.config.method} started")
+        raise EapPeerError("eap", f"unexpected EAP type {type_name(packet)} after {self.config.method} started")
 
     def _method_step(self, packet: EapPacket) -> bytes:
         """Start (or restart) the method on S, then let it answer."""
