@@ -341,7 +341,30 @@ def client_context(
     it the chain is still captured and verify problems are recorded on the
     engine (:attr:`TlsEngine.verify_problems`) but the handshake goes on. Name
     and EKU policy are not checked here.
+
+    Without a keylog sink the context is built once per unchanged set of files
+    and settings and then shared: verify problems are kept per connection, so
+    sharing is safe, and it saves a millisecond or more per authentication.
     """
+    cache_key = None
+    if keylog is None:
+        files = _cache_key((cert_file, key_file, pkcs12_file, ca_file),
+                           (_password(key_password) or b"") + b"\0" + (_password(pkcs12_password) or b""))
+        cache_key = None if files is None else ("client", files, verify, min_version, max_version)
+        if cache_key is not None and cache_key in _CLIENT_CONTEXTS:
+            return _CLIENT_CONTEXTS[cache_key]
+    ctx = _client_context(cert_file, key_file, key_password, pkcs12_file, pkcs12_password, ca_file, verify,
+                          min_version, max_version, keylog)
+    if cache_key is not None:
+        if len(_CLIENT_CONTEXTS) >= _CREDENTIALS_CACHE_SIZE:
+            _CLIENT_CONTEXTS.pop(next(iter(_CLIENT_CONTEXTS)))
+        _CLIENT_CONTEXTS[cache_key] = ctx
+    return ctx
+
+
+def _client_context(cert_file: str | Path | None, key_file: str | Path | None, key_password: str | bytes | None,
+                    pkcs12_file: str | Path | None, pkcs12_password: str | bytes | None, ca_file: str | Path | None,
+                    verify: bool, min_version: str, max_version: str, keylog: KeylogSink | None) -> SSL.Context:
     ctx = _base_context(SSL.TLS_CLIENT_METHOD, min_version, max_version, keylog)
     credentials = _load_credentials(cert_file, key_file, key_password, pkcs12_file, pkcs12_password)
     if credentials is not None:
@@ -437,6 +460,7 @@ def _password(secret: str | bytes | None) -> bytes | None:
 
 _CREDENTIALS_CACHE: dict[tuple[object, ...], _Credentials] = {}
 _CREDENTIALS_CACHE_SIZE = 64
+_CLIENT_CONTEXTS: dict[tuple[object, ...], SSL.Context] = {}  # see client_context
 
 
 def _cache_key(files: tuple[str | Path | None, ...], password: str | bytes | None) -> tuple[object, ...] | None:
