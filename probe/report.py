@@ -17,6 +17,20 @@ def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f} s"
 
 
+def _value(value: object) -> str:
+    """Octets as text when printable (Class is usually a group name), else 0x hex."""
+    if isinstance(value, bytes):
+        return value.decode("ascii") if value.isascii() and value.decode("ascii").isprintable() else "0x" + value.hex()
+    return str(value)
+
+
+def _window_cell(o: Outcome) -> str:
+    """in / out / late for an answer; - when nothing (or nothing valid) answered the final round."""
+    if o.result not in ("accept", "reject", "challenge"):
+        return "-"
+    return "late" if o.late else ("in" if o.within_window else "out")
+
+
 def verdict(o: Outcome) -> str:
     if o.error_kind == "local":
         return "COULD NOT PROBE"
@@ -47,7 +61,7 @@ def summary(o: Outcome) -> str:
         lines.append(f"  Reply-Message {o.reply_message!r}")
     shown = {k: v for k, v in o.reply_attributes.items() if k not in ("Reply-Message", "State")}
     if shown:
-        lines.append("  Attributes    " + "; ".join(f"{k}={', '.join(map(str, v))}" for k, v in shown.items()))
+        lines.append("  Attributes    " + "; ".join(f"{k}={', '.join(map(_value, v))}" for k, v in shown.items()))
     if o.message_authenticator:
         lines.append(f"  Msg-Auth      {o.message_authenticator} in the reply")
     if o.method != "pap":
@@ -67,7 +81,7 @@ def table(rows: Sequence[tuple[str, Outcome]], *, title: str | None = None) -> s
     body = []
     for name, o in rows:
         result = o.result + (f"/{o.error_kind}" if o.error_kind else "")
-        window = "late" if o.late else ("in" if o.within_window else ("out" if o.final_response_s else "-"))
+        window = _window_cell(o)
         codes = ",".join(str(d["code"]) for d in o.diagnosis) or "-"
         body.append((name, o.method, o.identity, o.expected, result,
                      "-" if o.final_response_s is None else f"{o.final_response_s:.2f}s",
