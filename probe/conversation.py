@@ -196,7 +196,11 @@ class EapMethod:
             self._feed(eap)
             if self.peer.state != "success":
                 raise MethodError("eap", "Access-Accept carried no EAP-Success for a finished method")
-        got = pk.mppe_keys(reply, request.authenticator, self._secret)
+        try:
+            got = pk.mppe_keys(reply, request.authenticator, self._secret)
+        except pk.PacketError as exc:  # a proxy that re-encrypted with another secret garbles the length
+            outcome.mppe = "mismatch"
+            raise MethodError("mppe_mismatch", f"MS-MPPE keys in the Access-Accept do not decrypt: {exc.detail}") from None
         expected = self.peer.expected_mppe()
         if got is None:
             outcome.mppe = "absent"

@@ -50,6 +50,21 @@ CATALOGUE: dict[str, Entry] = {
             _ESTS_CHECKS,
         ),
         Entry(
+            "eap_stalled",
+            "The server stopped answering in the middle of the EAP conversation",
+            "some Access-Challenges answered, then a request unanswered before the EAP method finished",
+            (
+                "IP fragments of large Access-Challenges (the certificate chain) are dropped on the path "
+                "(Framed-MTU 1500; 1344 or lower is advised)",
+                "a load balancer without persistence sent the request to another NPS that does not know the State",
+            ),
+            (
+                "rerun with --framed-mtu 1344 (or lower)",
+                "persistence on the load balancer (source IP / Calling-Station-Id)",
+                "fragment handling on firewalls between the VPN server and NPS; capture with --pcap",
+            ),
+        ),
+        Entry(
             "no_reply",
             "No reply at all",
             "the first Access-Request and all its retransmissions unanswered",
@@ -77,6 +92,7 @@ CATALOGUE: dict[str, Entry] = {
                 "the MFA was denied by the user or timed out on the phone",
                 "the user is not found in Entra (event 6273, reason 21)",
                 "the user is not enrolled for MFA and REQUIRE_USER_MATCH is TRUE",
+                "the user's default MFA method is an OTP, which EAP and MS-CHAPv2 cannot carry",
             ),
             (
                 "NPS event 6273 and its reason code",
@@ -133,6 +149,7 @@ CATALOGUE: dict[str, Entry] = {
             (
                 "the user approved late, or the extension or Entra is slow",
                 "the VPN server's RADIUS timeout is shorter than the time MFA takes",
+                "a health-check account gets MFA because its NAS-IP-Address is not in IP_WHITELIST",
             ),
             (
                 "the RADIUS timeout on the VPN server (60 s or more)",
@@ -172,7 +189,7 @@ CATALOGUE: dict[str, Entry] = {
                 "it does not chain to a CA NPS trusts, or its CA is not in NTAuth (reasons 265, 286, 287)",
                 "it lacks the Client Authentication EKU (reason 283)",
                 "its UPN (SAN otherName 1.3.6.1.4.1.311.20.2.3) maps to no account (reason 16)",
-                "revocation could not be checked or it is revoked (reasons 258, 259, 289)",
+                "revocation could not be checked or it is revoked (reasons 258, 259, 289, 291)",
             ),
             (
                 "NPS event 6273 and its reason code",
@@ -189,6 +206,37 @@ CATALOGUE: dict[str, Entry] = {
                 "no network policy allows PEAP-MSCHAPv2 for this user (reasons 48, 49, 66)",
             ),
             ("NPS event 6273 and its reason code", "the account in Active Directory (locked, password expiry)"),
+        ),
+        Entry(
+            "server_refused_tls",
+            "The server ended the conversation before or during the TLS handshake",
+            "EAP-TLS/PEAP: Access-Reject (EAP-Failure) before any server certificate, or after a TLS alert "
+            "that is not about our certificate (protocol_version, handshake_failure)",
+            (
+                "no common TLS version or cipher (NPS keeps PEAP at TLS 1.2; TLS 1.2 disabled in SCHANNEL; --tls-max)",
+                "the network policy does not offer this EAP method or inner method (reason 22)",
+            ),
+            (
+                "NPS event 6273 with reason 22",
+                "HKLM\\SYSTEM\\CurrentControlSet\\Control\\SecurityProviders\\SCHANNEL\\Protocols on the NPS server",
+                "Network Policy > Constraints > Authentication Methods",
+                "capture with --pcap --keylog",
+            ),
+        ),
+        Entry(
+            "mfa_not_enforced",
+            "Access-Accept where MFA should have denied",
+            "Access-Accept for a check that expects a reject (an unenrolled or denied test account)",
+            (
+                "REQUIRE_USER_MATCH is FALSE, so users without MFA registration pass without MFA",
+                "the NAS-IP-Address is in IP_WHITELIST",
+                "the extension is not loaded (AuthorizationDLLs / ExtensionDLLs empty)",
+            ),
+            (
+                "HKLM\\SOFTWARE\\Microsoft\\AzureMfa (REQUIRE_USER_MATCH, IP_WHITELIST)",
+                "HKLM\\SYSTEM\\CurrentControlSet\\Services\\AuthSrv\\Parameters (AuthorizationDLLs, ExtensionDLLs)",
+                "AuthN events under Microsoft > AzureMfa > AuthN",
+            ),
         ),
         Entry(
             "server_certificate_untrusted",

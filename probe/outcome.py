@@ -121,16 +121,37 @@ def finalize(o: Outcome, *, slow_fraction: float = DEFAULT_SLOW_FRACTION) -> Out
     return o
 
 
+_CERTIFICATE_ALERTS = ("certificate", "unknown ca", "access denied")
+
+
+def _server_refused_tls(o: Outcome) -> bool:
+    """A reject before the server showed its certificate, or after an alert not about our certificate."""
+    if not o.tls or not o.tls.get("server_cert"):
+        return True
+    detail = (o.eap_detail or "").lower()
+    if "sent alert" in detail:
+        return not any(word in detail for word in _CERTIFICATE_ALERTS)
+    return False
+
+
 def _diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | None]]:
     codes: list[tuple[str, str | None]] = []
+    eap = o.method != "pap"
     if o.result == "discard":
-        codes.append(("nps_discard_after_primary_auth" if o.primary_auth_done else "no_reply", None))
+        if o.primary_auth_done:
+            codes.append(("nps_discard_after_primary_auth", None))
+        elif eap and o.round_trips > 1:
+            codes.append(("eap_stalled", f"unanswered after {o.round_trips - 1} answered round(s)"))
+        else:
+            codes.append(("no_reply", None))
     elif o.result == "reject":
         details = [o.eap_detail] if o.eap_detail else []
         details += [f"Reply-Message: {o.reply_message!r}"] if o.reply_message else []
         detail = "; ".join(details) or None
         if o.primary_auth_done:
             code = "nps_reject_after_primary_auth"
+        elif eap and _server_refused_tls(o):
+            code = "server_refused_tls"
         elif o.method in ("eap-tls", "peap-tls"):
             code = "client_certificate_rejected"
         elif o.method == "peap-mschapv2":
@@ -144,7 +165,9 @@ def _diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | 
         code = code_for_error(o.error_kind, o.error_detail)
         if code is not None:
             codes.append((code, o.error_detail))
-    if o.result == "accept" and o.method != "pap" and o.mppe == "absent":
+    if o.result == "accept" and o.expected == "reject":
+        codes.append(("mfa_not_enforced", None))
+    if o.result == "accept" and eap and o.mppe == "absent":
         codes.append(("mppe_absent", None))
     if o.late and o.client_timeout_s is not None and o.final_response_s is not None:
         codes.append(("late_answer_beyond_client_timeout",

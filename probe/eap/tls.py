@@ -880,6 +880,7 @@ class EapTlsSession:
         self._fragmenter = Fragmenter(fragment_size_for_mtu(framed_mtu), version)
         self._reassembler = Reassembler(max_message_size)
         self._state = SessionState.IDLE
+        self._failure: str | None = None  # why the session failed, for later messages
         self._is_tls_method = eap_type == EapType.TLS
 
     @property
@@ -918,7 +919,8 @@ class EapTlsSession:
     def receive(self, payload: bytes) -> EapTlsStep:
         """Process the other side's Type-Data (EAP header stripped) and say what to send next."""
         if self._state is SessionState.FAILED:
-            raise EapTlsError("the EAP-TLS session has already failed", state=self._state.value)
+            why = f": {self._failure}" if self._failure else ""
+            raise EapTlsError(f"the EAP-TLS session has already failed{why}", state=self._state.value)
         before = self._state
         try:
             return self._receive(payload)
@@ -1089,6 +1091,7 @@ class EapTlsSession:
     def _fail(self, exc: EapTlsError, before: SessionState) -> EapTlsError:
         """Enter FAILED; offer any alert our engine produced as the reply."""
         self._state = SessionState.FAILED
+        self._failure = exc.reason
         alert = self.engine.pending_output()
         reply = TlsPayload(Flags.LENGTH, self.version, len(alert), alert).to_bytes() if alert else None
         return EapTlsError(exc.reason, state=before.value, reply=reply)

@@ -537,6 +537,48 @@ def malformed_reply(lab: Lab) -> Outcome:
     return against_rogue(respond, lambda addr: pap(addr, "alice"))
 
 
+def eap_stalled(lab: Lab) -> Outcome:
+    """The server answers three EAP rounds, then nothing (fragments lost, or another NPS behind the VIP)."""
+
+    class Stalling(NpsEmulator):
+        def _handle_eap(self, ans: _Answer, eap: bytes) -> None:
+            self.eap_rounds = getattr(self, "eap_rounds", 0) + 1
+            if self.eap_rounds <= 3:
+                super()._handle_eap(ans, eap)
+
+    o, em = against(Stalling(eap_config(lab.pki)),
+                    lambda addr: eap_probe(lab.pki, addr, "peap-mschapv2", policy=FAST))
+    assert o.round_trips == 4 and not o.primary_auth_done
+    assert not set(event_ids(em)) & {6272, 6273, 6274}  # NPS never decided: the conversation stalled
+    return o
+
+
+def server_refused_tls(lab: Lab) -> Outcome:
+    """EAP-TLS against a policy that wants TLS 1.3 only, from a probe capped at TLS 1.2: a plain reject."""
+    policy = eap_server.EapServerPolicy(server_cert=lab.pki.server_chain, server_key=lab.pki.server_key,
+                                        ca_file=lab.pki.ca, methods=("eap-tls",), tls_min="1.3",
+                                        tls_max_eap_tls="1.3")
+    em = NpsEmulator(default_config(), eap_policy=policy)
+
+    def make(addr: tuple[str, int]) -> ProbeConfig:
+        cfg = eap_probe(lab.pki, addr, "eap-tls")
+        cfg.tls.tls_max = "1.2"
+        return cfg
+
+    o, _ = against(em, make)
+    assert o.tls is not None and o.tls["server_cert"] is None
+    return o
+
+
+def mfa_not_enforced(lab: Lab) -> Outcome:
+    """The unenrolled canary: REQUIRE_USER_MATCH false lets erin in without MFA where a reject was expected."""
+    config = default_config()
+    config.require_user_match = False
+    o, _ = pap_against("erin", config, expected="reject")
+    assert not o.expectation_met
+    return o
+
+
 # code -> (producer, result, error_kind)
 PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "nps_discard_after_primary_auth": (nps_discard_after_primary_auth, "discard", None),
@@ -566,6 +608,9 @@ PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "client_certificate_expiring": (client_certificate_expiring, "accept", None),
     "internal_error": (internal_error, "error", "internal"),
     "malformed_reply": (malformed_reply, "error", "malformed"),
+    "eap_stalled": (eap_stalled, "discard", None),
+    "server_refused_tls": (server_refused_tls, "reject", None),
+    "mfa_not_enforced": (mfa_not_enforced, "accept", None),
 }
 
 
