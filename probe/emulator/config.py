@@ -74,6 +74,7 @@ class EmulatedUser:
 @dataclass
 class EmulatorConfig:
     secret: bytes = field(repr=False, default=DEFAULT_SECRET.encode())
+    secret_source: str = f"the lab default {DEFAULT_SECRET!r}"  # for messages; never the value itself
     require_message_authenticator: bool = False
     require_user_match: bool = True
     sign_replies: str = "auto"  # auto: only replies carrying EAP-Message; always; never
@@ -158,11 +159,13 @@ def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) 
             p = base / p
         try:
             cfg.secret = p.read_bytes().strip()
+            cfg.secret_source = f"secret_file {p}"
         except OSError as exc:
             raise EmulatorConfigError(f"{where}: secret_file {p}: cannot read ({exc.strerror})") from None
     elif "secret" in doc:
         _need(isinstance(doc["secret"], str) and doc["secret"], f"{where}: secret", "must be a non-empty string")
         cfg.secret = doc["secret"].encode()
+        cfg.secret_source = f"the secret field of {where}"
     for flag in ("require_message_authenticator", "require_user_match"):
         if flag in doc:
             _need(isinstance(doc[flag], bool), f"{where}: {flag}", f"must be true or false, not {doc[flag]!r}")

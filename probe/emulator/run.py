@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ..pki import init_pki
-from .config import DEFAULT_SECRET, EapSettings, EmulatorConfig, EmulatorConfigError, default_config, load_config
+from .config import EapSettings, EmulatorConfig, EmulatorConfigError, default_config, load_config
 from .server import NpsEmulator
 
 
@@ -59,7 +59,7 @@ def run_emulator(host: str, port: int, *, config_path: str | None = None, secret
             directory = lab_pki(Path(pki_dir) if pki_dir else None, list(config.users))
             config.eap = EapSettings.from_pki(directory, tls_max_eap_tls="1.3")
             pki_note = f"lab PKI (CA for --ca: {directory / 'ca.pem'}; user certificates <name>.pem/.key): {directory}"
-        secret_note = f"from {config_path}" if config_path else f"the lab default {DEFAULT_SECRET!r}"
+        secret_note = config.secret_source
         if secret_file:
             try:
                 config.secret = Path(secret_file).read_bytes().rstrip(b"\r\n")
