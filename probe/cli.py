@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from . import __version__
 from .inputs import UsageError, parse_hostport, read_secret_file, resolve
@@ -24,6 +24,9 @@ from .radius.dictionary import DictionaryError, default_dictionary
 from .radius.profiles import PROFILES, parse_attr_option
 from .radius.transport import RetryPolicy
 from .report import summary
+
+if TYPE_CHECKING:
+    from .checks import CheckResult
 
 
 class _Parser(argparse.ArgumentParser):
@@ -238,7 +241,90 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(checks_json(results, code))
     else:
         print(check_table(results))
+    if args.textfile or args.push:
+        code = max(code, _one_shot_metrics(args, results))
     return code
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``serve``: validate the probe files (any error: print them all, start nothing), then serve."""
+    from .checks import RunOptions
+    from .config import ProbeFileError, load_probe_files
+    from .exporter import TargetPolicy, configure_logging, serve
+
+    host, port = _listen_address(args.listen)
+    secret = _serve_secret(args)
+    if args.allow_target and secret is None:
+        raise UsageError("--allow-target needs --secret-file (or RADIUS_PROBE_SECRET): the shared secret for "
+                         "targets outside the probe files")
+    try:
+        checks = load_probe_files(args.files)
+    except ProbeFileError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return EXIT_UNKNOWN
+    configure_logging(args.verbose)
+    options = RunOptions(concurrency=args.concurrency, cert_warn_days=args.cert_warn_days,
+                         slow_fraction=args.slow_fraction)
+    policy = TargetPolicy(tuple(args.allow_target), secret)
+    return asyncio.run(serve(args.files, checks, options, policy, host, port, grace_s=args.grace))
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    """HOST[:PORT] to listen on (default port 9812); port 0 takes a free port, named in the "listening" log line."""
+    if text.endswith(":0"):
+        return parse_hostport(text[:-1] + "1")[0], 0
+    return parse_hostport(text, default_port=9812)
+
+
+def _serve_secret(args: argparse.Namespace) -> Secret | None:
+    if args.secret_file:
+        return Secret(read_secret_file(args.secret_file, "--secret-file"))
+    env = os.environ.get("RADIUS_PROBE_SECRET")
+    return Secret(env.encode()) if env else None
+
+
+def _add_check_options(p: argparse.ArgumentParser) -> None:
+    """Options ``run`` and ``serve`` share: how checks run and when they are degraded."""
+    p.add_argument("--concurrency", type=_positive(int, "--concurrency", 1, inclusive=True), default=32,
+                   metavar="N", help="checks in flight at once (default 32)")
+    p.add_argument("--cert-warn-days", type=_positive(int, "--cert-warn-days", 0, inclusive=True), default=30,
+                   metavar="N", help="a certificate expiring within N days is a degraded state (default 30)")
+    p.add_argument("--slow-fraction", type=_positive(float, "--slow-fraction"), default=0.75, metavar="F",
+                   help="an answer slower than F x the window is a degraded state (default 0.75)")
+
+
+def _one_shot_metrics(args: argparse.Namespace, results: Sequence["CheckResult"]) -> int:
+    """``run --textfile`` / ``--push``: the run's radius_probe_* series for cron-driven monitoring.
+
+    Returns 0, or EXIT_UNKNOWN when the Pushgateway could not be reached (the line on stderr says why)."""
+    from prometheus_client import push_to_gateway, write_to_textfile
+
+    from .metrics import one_shot_registry
+
+    registry = one_shot_registry(results)
+    if args.textfile:
+        try:
+            write_to_textfile(args.textfile, registry)  # a temporary file renamed over F: readers never see half
+        except OSError as exc:
+            raise UsageError(f"--textfile {args.textfile}: cannot write ({exc.strerror or exc})") from None
+    if args.push:
+        try:
+            push_to_gateway(args.push, job=args.push_job, registry=registry, timeout=10)
+        except OSError as exc:  # URLError and HTTPError are OSErrors
+            print(f"radius-probe: --push {_redacted(args.push)}: cannot push ({getattr(exc, 'reason', exc)})",
+                  file=sys.stderr)
+            return EXIT_UNKNOWN
+    return 0
+
+
+def _redacted(url: str) -> str:
+    """The URL without user:password@ (a Pushgateway behind basic auth)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _run_outputs(args: argparse.Namespace) -> dict[str, str]:
@@ -251,6 +337,9 @@ def _run_outputs(args: argparse.Namespace) -> dict[str, str]:
                 pass
         except OSError as exc:
             raise UsageError(f"--{flag} {path}: cannot write ({exc.strerror})") from None
+    if args.textfile and not os.access(Path(args.textfile).resolve().parent, os.W_OK):
+        raise UsageError(f"--textfile {args.textfile}: cannot write in its folder (a temporary file is renamed "
+                         f"over it)")
     return paths
 
 
@@ -297,14 +386,27 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--junit", metavar="F", help="write JUnit XML (one testcase per check) to F")
     run.add_argument("--json", metavar="F", help="write the checks and their Outcomes as JSON to F ('-': stdout)")
     run.add_argument("--nagios", action="store_true", help="print one monitoring-plugin status line with perfdata")
-    run.add_argument("--concurrency", type=_positive(int, "--concurrency", 1, inclusive=True), default=32,
-                     metavar="N", help="checks in flight at once (default 32)")
-    run.add_argument("--cert-warn-days", type=_positive(int, "--cert-warn-days", 0, inclusive=True), default=30,
-                     metavar="N", help="a certificate expiring within N days is a degraded state (default 30)")
-    run.add_argument("--slow-fraction", type=_positive(float, "--slow-fraction"), default=0.75, metavar="F",
-                     help="an answer slower than F x the window is a degraded state (default 0.75)")
+    _add_check_options(run)
     run.add_argument("--no-progress", action="store_true", help="no live progress line on stderr")
+    run.add_argument("--textfile", metavar="F", help="write the run's radius_probe_* metrics to F "
+                     "(node_exporter textfile collector, F ending in .prom; written atomically)")
+    run.add_argument("--push", metavar="URL", help="push the run's radius_probe_* metrics to a Pushgateway")
+    run.add_argument("--push-job", default="radius-probe", metavar="NAME",
+                     help="the Pushgateway job name (default radius-probe)")
     run.set_defaults(func=cmd_run)
+    serve = sub.add_parser("serve", help="scheduled checks with Prometheus /metrics, /probe and /health")
+    serve.add_argument("files", nargs="+", metavar="PROBEFILE", help="YAML probe file(s); SIGHUP re-reads them")
+    serve.add_argument("--listen", default="127.0.0.1:9812", metavar="ADDR",
+                       help="HTTP address (default 127.0.0.1:9812: loopback only)")
+    _add_check_options(serve)
+    serve.add_argument("--allow-target", action="append", default=[], metavar="PATTERN",
+                       help="/probe may also reach addresses matching PATTERN (glob on HOST:PORT or HOST, or a "
+                            "CIDR network); repeatable. Default: only the probe files' targets")
+    serve.add_argument("--secret-file", metavar="F",
+                       help="shared secret for --allow-target addresses (or env RADIUS_PROBE_SECRET)")
+    serve.add_argument("--grace", type=_positive(float, "--grace", 0, inclusive=True), default=5.0, metavar="S",
+                       help="on SIGTERM, let checks in flight finish for up to S seconds (default 5)")
+    serve.set_defaults(func=cmd_serve)
     em = sub.add_parser("emulator", help="run the NPS + MFA extension emulator on loopback")
     em.add_argument("--listen", default="127.0.0.1:1812", metavar="ADDR", help="default 127.0.0.1:1812")
     em.add_argument("--config", metavar="F", help="YAML users/behaviours/policies (default: the lab users)")
