@@ -44,6 +44,7 @@ class EapSettings:
     peap_inner: tuple[str, ...] = ("mschapv2", "tls")
     cryptobinding: str = "optional"  # off | optional | required
     tls_max_eap_tls: str = "1.2"
+    fast_reconnect: bool = True  # NPS's PEAP "Enable Fast Reconnect" is on by default
 
     @classmethod
     def from_pki(cls, directory: Path, **kw: Any) -> "EapSettings":
@@ -57,7 +58,7 @@ class EapSettings:
         return EapServerPolicy(server_cert=self.server_cert, server_key=self.server_key, ca_file=self.ca_file,
                                methods=self.methods, peap_inner=self.peap_inner,
                                cryptobinding=self.cryptobinding,  # type: ignore[arg-type]
-                               tls_max_eap_tls=self.tls_max_eap_tls)
+                               tls_max_eap_tls=self.tls_max_eap_tls, fast_reconnect=self.fast_reconnect)
 
 
 @dataclass
@@ -207,7 +208,8 @@ def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) 
 
 def _eap(spec: Any, where: str, base: Path | None) -> EapSettings:
     _need(isinstance(spec, dict), where, "must be a mapping (pki or server_cert/server_key/ca, cryptobinding, ...)")
-    known = {"pki", "server_cert", "server_key", "ca", "methods", "peap_inner", "cryptobinding", "tls_max_eap_tls"}
+    known = {"pki", "server_cert", "server_key", "ca", "methods", "peap_inner", "cryptobinding", "tls_max_eap_tls",
+             "fast_reconnect"}
     for key in spec:
         _need(key in known, f"{where}.{key}", f"unknown field (known: {', '.join(sorted(known))})")
 
@@ -228,6 +230,10 @@ def _eap(spec: Any, where: str, base: Path | None) -> EapSettings:
         options["cryptobinding"] = spec["cryptobinding"]
     if "tls_max_eap_tls" in spec:
         options["tls_max_eap_tls"] = str(spec["tls_max_eap_tls"])
+    if "fast_reconnect" in spec:
+        _need(isinstance(spec["fast_reconnect"], bool), f"{where}.fast_reconnect",
+              f"must be true or false, not {spec['fast_reconnect']!r}")
+        options["fast_reconnect"] = spec["fast_reconnect"]
     if "pki" in spec:
         settings = EapSettings.from_pki(path("pki"), **options)
     else:

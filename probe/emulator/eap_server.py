@@ -26,14 +26,34 @@ Certificate checks (EAP-TLS and PEAP-TLS), in NPS's order, with NPS reason
 codes: chain to a trusted CA (265), validity period (268), Client
 Authentication EKU (283), SAN UPN mapped to a known account (16).
 
-TLS session resumption (NPS "fast reconnect") is switched off: a resumed
-handshake carries no certificate to check again.
+TLS session resumption (NPS "fast reconnect", ``EapServerPolicy.fast_reconnect``)
+is off unless the policy asks for it, because a resumed handshake re-runs no
+credential check: a resumed EAP-TLS handshake carries no certificate, a
+resumed PEAP tunnel skips the inner method. So the account must be remembered
+with the session, and only a session whose authentication succeeded may be
+resumed. :class:`FastReconnectCache` keeps that table; when a resumed
+handshake finds a grant:
+
+* EAP-TLS ends with EAP-Success and MPPE keys from the new TLS keys, for the
+  remembered account (which must still exist);
+* PEAP skips phase 2 ([MS-PEAP] 3.3.7.1): the Result TLV (Success) and a
+  Cryptobinding TLV keyed with IPMK = TK[0:40], CMK = TK[40:60]
+  ([MS-PEAP] 3.1.5.5.2.2) follow the abbreviated handshake at once; the MPPE
+  keys are the CSK halves (TLS keys without cryptobinding). A peer that
+  answers Result Failure gets the inner Identity request and a full phase 2
+  ([MS-PEAP] 3.3.5.4.7), as does a resumed PEAP session without a grant.
+
+A resumed EAP-TLS session without a grant fails (reason 22), as hostapd's
+server does. Any failure withdraws the conversation's grant and evicts its
+session from the server cache, so the next attempt is a full handshake.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +82,9 @@ __all__ = [
     "EapServerPolicy",
     "EapServerSession",
     "EapStep",
+    "FastReconnectCache",
+    "FastReconnectGrant",
+    "FastReconnectStats",
     "Reason",
     "ServerTls",
     "StepKind",
@@ -82,6 +105,10 @@ TUNNEL_KEY_LENGTH = 60
 """TK: the first 60 bytes of PRF(master, "client EAP encryption", randoms) ([MS-PEAP] 3.1.5.5.2.1)."""
 MSCHAP_ERROR_AUTH_FAILURE = 691
 NONCE_LENGTH = 32
+DEFAULT_FAST_RECONNECT_LIFETIME_S = 600
+"""Ten minutes: long enough for a probe's or a client's reconnect, short enough for tests and demos."""
+DEFAULT_FAST_RECONNECT_SESSIONS = 20480
+"""OpenSSL's own default server session cache size (SSL_SESSION_CACHE_MAX_SIZE_DEFAULT)."""
 
 
 class Reason(enum.IntEnum):
@@ -142,6 +169,13 @@ class EapServerPolicy:
     max_rounds: int = 100
     """Responses per conversation before giving up: bounds a peer that never finishes
     (hostapd's peer gives up after 100 rounds as well; PEAP-TLS at Framed-MTU 300 takes 43)."""
+    fast_reconnect: bool = False
+    """TLS session resumption for PEAP and EAP-TLS (NPS's PEAP "Enable Fast Reconnect", on by
+    default in NPS). Off here so every test states whether it relies on it."""
+    fast_reconnect_lifetime_s: int = DEFAULT_FAST_RECONNECT_LIFETIME_S
+    """How long a session stays resumable (OpenSSL's session timeout). NPS's own lifetime: [?]."""
+    fast_reconnect_sessions: int = DEFAULT_FAST_RECONNECT_SESSIONS
+    """Most sessions (TLS 1.3: tickets, two per full handshake) resumable at once; the oldest goes first."""
 
     def __post_init__(self) -> None:
         """Refuse a policy NPS could not have; messages name the field."""
@@ -158,6 +192,10 @@ class EapServerPolicy:
             raise ValueError(f"framed_mtu_default must be in {MIN_FRAMED_MTU}..{MAX_FRAMED_MTU}")
         if self.max_rounds < 1:
             raise ValueError("max_rounds must be positive")
+        for name in ("fast_reconnect_lifetime_s", "fast_reconnect_sessions"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive whole number, not {value!r}")
         if self.needs_client_certificates and self.ca_file is None:
             raise ValueError("EAP-TLS and PEAP-TLS need ca_file to check client certificates")
 
@@ -173,6 +211,139 @@ def _known(name: str, values: tuple[str, ...], allowed: dict[str, EapType]) -> N
         raise ValueError(f"{name} must list distinct methods from {', '.join(allowed)}, got {values!r}")
 
 
+@dataclass(frozen=True)
+class FastReconnectGrant:
+    """Who authenticated on a TLS session, and how: what a fast reconnect on it stands for."""
+
+    method: str
+    """"eap-tls", "peap-mschapv2" or "peap-tls": a session is only resumed by the method that made it."""
+    account: str
+
+
+@dataclass
+class FastReconnectStats:
+    """Counters for logs and tests."""
+
+    granted: int = 0
+    """Successful conversations whose session became (or stayed) resumable."""
+    resumed: int = 0
+    """Successes by fast reconnect: resumed TLS, no credential checked again."""
+    refused: int = 0
+    """Resumed TLS sessions that got no fast reconnect (no grant, or the peer declined it)."""
+    revoked: int = 0
+    """Failed conversations whose session was made unresumable."""
+
+
+_JUNK_RECORD = b"\x17\x03\x03\x00\x20" + bytes(32)
+"""A TLS application-data record no key decrypts. Fed to a connection, it makes OpenSSL
+send a fatal bad_record_mac alert, and sending a fatal alert removes the connection's
+session from the server cache (ssl3_send_alert). pyOpenSSL has no SSL_CTX_remove_session."""
+
+
+_OBSERVED_STEPS = (SSL.SSL_CB_ACCEPT_LOOP, SSL.SSL_CB_HANDSHAKE_DONE)
+"""Info callback events after which a server connection's session is worth a fingerprint."""
+
+
+@dataclass
+class _Observed:
+    """The sessions one server connection has held, by fingerprint, and the connection itself."""
+
+    fingerprints: list[bytes]
+    connection: weakref.ref[SSL.Connection]
+
+
+class FastReconnectCache:
+    """Which cached TLS sessions may skip authentication, and for which account.
+
+    OpenSSL's server cache decides whether a handshake resumes; this table
+    decides whether the resumption counts. Sessions are known by the SHA-256
+    of their master secret (TLS 1.2: shared by the original and every
+    resumed handshake) or resumption PSK (TLS 1.3: one per ticket), which
+    :meth:`observe`, the contexts' info callback, records for every session a
+    connection holds during its handshake. Sessions are stateful (no
+    stateless tickets), so evicting one from the cache really revokes it.
+    The table holds at most ``max_sessions`` fingerprints, oldest dropped first;
+    expiry is OpenSSL's (no clock here).
+    """
+
+    def __init__(self, max_sessions: int = DEFAULT_FAST_RECONNECT_SESSIONS) -> None:
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be positive")
+        self.max_sessions = max_sessions
+        self.stats = FastReconnectStats()
+        self._grants: dict[bytes, FastReconnectGrant] = {}
+        self._observed: weakref.WeakKeyDictionary[TlsEngine, _Observed] = weakref.WeakKeyDictionary()
+
+    def observe(self, conn: SSL.Connection, where: int, ret: int) -> None:
+        """Info callback: fingerprint the session the connection holds now (called by OpenSSL, must not raise).
+
+        Only after a step that went well: reading a key that is not there yet
+        drains OpenSSL's error queue, which during an alert or a failed step
+        still holds the reason the handshake reports.
+        """
+        engine = conn.get_app_data()
+        if where not in _OBSERVED_STEPS or not isinstance(engine, TlsEngine):
+            return
+        try:
+            key = conn.master_key()
+        except SSL.Error:  # no session, or one without a key yet (pyOpenSSL asserts a non-empty key)
+            return
+        if not key:
+            return
+        seen = self._observed.get(engine)
+        if seen is None:
+            seen = self._observed[engine] = _Observed([], weakref.ref(conn))
+        fingerprint = hashlib.sha256(key).digest()
+        if fingerprint not in seen.fingerprints:
+            seen.fingerprints.append(fingerprint)
+
+    def grant_for(self, engine: TlsEngine) -> FastReconnectGrant | None:
+        """The grant of the session a resumed handshake used, if it has one."""
+        seen = self._observed.get(engine)
+        if seen is None or not engine.session_reused:
+            return None
+        return next((self._grants[f] for f in seen.fingerprints if f in self._grants), None)
+
+    def grant(self, engine: TlsEngine, grant: FastReconnectGrant) -> None:
+        """After a successful authentication: the sessions of this handshake may be resumed for ``grant``."""
+        seen = self._observed.get(engine)
+        if seen is None:
+            return
+        for fingerprint in seen.fingerprints:
+            self._grants.pop(fingerprint, None)
+            self._grants[fingerprint] = grant
+        while len(self._grants) > self.max_sessions:
+            self._grants.pop(next(iter(self._grants)))
+        self.stats.granted += 1
+
+    def revoke(self, engine: TlsEngine) -> None:
+        """After a failure: forget every grant of this handshake's sessions and evict its session from the cache."""
+        seen = self._observed.pop(engine, None)
+        if seen is None:
+            return
+        for fingerprint in seen.fingerprints:
+            self._grants.pop(fingerprint, None)
+        conn = seen.connection()
+        if conn is not None:
+            _evict_session(conn)
+        self.stats.revoked += 1
+
+
+def _evict_session(conn: SSL.Connection) -> None:
+    """Make OpenSSL drop the connection's session from the server cache (see _JUNK_RECORD)."""
+    conn.set_shutdown(0)  # a connection marked shut down reads nothing, so it would send no alert
+    conn.bio_write(_JUNK_RECORD)
+    try:
+        conn.recv(1)
+    except SSL.Error:
+        pass
+    while True:  # the alert is never sent: EAP has no place for it once the conversation is over
+        try:
+            conn.bio_read(16384)
+        except SSL.Error:
+            return
+
+
 class ServerTls:
     """The TLS server contexts a policy needs, built once and shared by all sessions.
 
@@ -180,24 +351,36 @@ class ServerTls:
     share. ``peap`` asks for no client certificate; ``eap_tls`` and
     ``inner_tls`` (PEAP-TLS) require one and only record verification
     problems, so the session can map them to NPS reason codes itself.
+    With ``fast_reconnect`` the outer contexts (``peap``, ``eap_tls``, each
+    its own cache, so a session never crosses methods) cache sessions and
+    ``fast_reconnect`` holds the grants; the inner TLS of PEAP-TLS never resumes.
     """
 
     def __init__(self, policy: EapServerPolicy) -> None:
-        self.peap = self._context(policy, "none", policy.tls_max_peap) if "peap" in policy.methods else None
-        self.eap_tls = self._context(policy, "require", policy.tls_max_eap_tls) if "eap-tls" in policy.methods else None
+        self.fast_reconnect = FastReconnectCache(policy.fast_reconnect_sessions) if policy.fast_reconnect else None
+        cache = self.fast_reconnect
+        self.peap = self._context(policy, "none", policy.tls_max_peap, cache) if "peap" in policy.methods else None
+        self.eap_tls = (self._context(policy, "require", policy.tls_max_eap_tls, cache)
+                        if "eap-tls" in policy.methods else None)
         inner = "peap" in policy.methods and "tls" in policy.peap_inner
-        self.inner_tls = self._context(policy, "require", policy.tls_max_peap) if inner else None
+        self.inner_tls = self._context(policy, "require", policy.tls_max_peap, None) if inner else None
 
     @staticmethod
-    def _context(policy: EapServerPolicy, client_cert: Literal["none", "require"], max_version: str) -> SSL.Context:
-        """One server context with resumption switched off (see the module docstring)."""
+    def _context(policy: EapServerPolicy, client_cert: Literal["none", "require"], max_version: str,
+                 cache: FastReconnectCache | None) -> SSL.Context:
+        """One server context; it caches sessions (stateful only: no tickets) when given a grant table."""
         ctx = server_context(
             cert_file=policy.server_cert, key_file=policy.server_key, key_password=policy.key_password,
             ca_file=policy.ca_file if client_cert != "none" else None, client_cert=client_cert,
             verify=False, min_version=policy.tls_min, max_version=max_version,
         )
-        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
-        ctx.set_options(SSL.OP_NO_TICKET)
+        ctx.set_options(SSL.OP_NO_TICKET)  # TLS 1.3: stateful tickets, backed by the cache like session IDs
+        if cache is None:
+            ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+            return ctx
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+        ctx.set_timeout(policy.fast_reconnect_lifetime_s)
+        ctx.set_info_callback(cache.observe)
         return ctx
 
 
@@ -214,7 +397,9 @@ class EapStep:
     in the server's view), an Access-Reject for "failure" (``reason`` is the
     NPS reason code). ``identity`` is the authenticated account (inner
     identity or certificate UPN user) on success, the best known name
-    otherwise. ``text`` is for the event log and never holds a secret.
+    otherwise; on a fast reconnect, the account remembered with the session.
+    ``text`` is for the event log and never holds a secret. ``resumed``: the
+    success was a fast reconnect (resumed TLS session, no credential checked).
     """
 
     kind: StepKind
@@ -223,6 +408,7 @@ class EapStep:
     mppe: tuple[bytes, bytes] | None = field(default=None, repr=False)
     reason: int | None = None
     text: str = ""
+    resumed: bool = False
 
     def failure_eap(self) -> bytes:
         """An EAP-Failure answering the same response: for when MFA denies a successful EAP."""
@@ -332,7 +518,8 @@ class _Phase2:
     """PEAPv0 phase 2 per [MS-PEAP]: plaintext in, plaintext out (the session encrypts).
 
     Inner method packets travel without the EAP Code/Identifier/Length
-    header; EAP-TLV packets keep it.
+    header; EAP-TLV packets keep it. On a fast reconnect (``grant`` given
+    to :meth:`start`) it begins with the Result TLV instead of the inner Identity.
     """
 
     def __init__(self, session: EapServerSession, outer: EapTlsSession) -> None:
@@ -349,10 +536,17 @@ class _Phase2:
         self._inner_msk: bytes | None = None
         self._compound: cb.CompoundKeys | None = None
         self._failure: tuple[Reason, str] | None = None
+        self.fast_reconnect = False
+        """Phase 2 was skipped: the Result TLV went out right after a resumed handshake."""
 
-    def start(self) -> bytes:
-        """The inner Identity request (header-less: just the Type)."""
-        return bytes((EapType.IDENTITY,))
+    def start(self, identifier: int, grant: FastReconnectGrant | None = None) -> bytes:
+        """The inner Identity request (header-less: just the Type), or with a grant the Result TLV."""
+        if grant is None:
+            return bytes((EapType.IDENTITY,))
+        self.fast_reconnect = True
+        self.method = grant.method.removeprefix("peap-")
+        self.account = grant.account
+        return self._result_success(identifier)
 
     def receive(self, data: bytes, identifier: int) -> bytes | _Finished:
         """One decrypted peer message; returns the next plaintext to send, or the end."""
@@ -473,7 +667,8 @@ class _Phase2:
         tlvs = cb.build_result_tlv(cb.ResultStatus.SUCCESS)
         if self._s.policy.cryptobinding != "off":
             tunnel_key = self._outer.key_material()[:TUNNEL_KEY_LENGTH]
-            self._compound = cb.derive_compound_keys(tunnel_key, cb.inner_session_key(self._inner_msk))
+            self._compound = (cb.fast_reconnect_keys(tunnel_key) if self.fast_reconnect
+                              else cb.derive_compound_keys(tunnel_key, cb.inner_session_key(self._inner_msk)))
             tlvs += cb.build_cryptobinding_request(self._compound, self._s.random_bytes(NONCE_LENGTH))
         return EapPacket.request(identifier, EapType.TLV, tlvs).to_bytes()
 
@@ -483,17 +678,29 @@ class _Phase2:
         self._failure = (reason, text)
         return EapPacket.request(identifier, EapType.TLV, cb.build_result_tlv(cb.ResultStatus.FAILURE)).to_bytes()
 
-    def _on_result(self, data: bytes) -> _Finished:
+    def _on_result(self, data: bytes) -> bytes | _Finished:
         """The peer's Result (and Cryptobinding) decide the keys, or the failure."""
         packet = EapPacket.parse(data)
         if packet.code is not EapCode.RESPONSE or packet.type != EapType.TLV:
             raise EapError(f"expected an EAP-TLV response to the Result TLV, got {packet.code.name} {packet.type!r}")
         tlvs = cb.parse_tlvs(packet.data)
         results = [cb.parse_result(t) for t in tlvs if t.tlv_type == cb.TLV_RESULT]
+        if self.fast_reconnect and results == [cb.ResultStatus.FAILURE]:
+            return self._decline_fast_reconnect()
         if results != [cb.ResultStatus.SUCCESS]:
             raise _Fail(Reason.EAP_NOT_COMPLETED, "the peer did not answer the Result TLV with Success")
         bindings = [t for t in tlvs if t.tlv_type == cb.TLV_CRYPTOBINDING]
         return _Finished(True, self._success_text(bool(bindings)), mppe=self._keys(bindings))
+
+    def _decline_fast_reconnect(self) -> bytes:
+        """The peer refused to skip phase 2: authenticate in full inside this tunnel ([MS-PEAP] 3.3.5.4.7)."""
+        self.fast_reconnect = False
+        self.method = self.account = None
+        self._compound = None
+        self.state = _Inner.IDENTITY
+        assert self._s.tls.fast_reconnect is not None  # a fast reconnect needs the grant table
+        self._s.tls.fast_reconnect.stats.refused += 1
+        return bytes((EapType.IDENTITY,))
 
     def _keys(self, bindings: list[cb.Tlv]) -> MppeKeys:
         """CSK halves after a verified Cryptobinding response, TLS keys without one."""
@@ -514,7 +721,8 @@ class _Phase2:
     def _success_text(self, bound: bool) -> str:
         """Event text for a successful PEAP conversation."""
         binding = "cryptobinding verified" if bound and self._s.policy.cryptobinding != "off" else "no cryptobinding"
-        return f"PEAP-{'MSCHAPv2' if self.method == 'mschapv2' else 'TLS'} succeeded ({binding})"
+        how = "fast reconnect succeeded, phase 2 skipped" if self.fast_reconnect else "succeeded"
+        return f"PEAP-{'MSCHAPv2' if self.method == 'mschapv2' else 'TLS'} {how} ({binding})"
 
 
 # ---------------------------------------------------------------------------
@@ -557,11 +765,23 @@ class EapServerSession:
         self._outer: EapTlsSession | None = None
         self._phase2: _Phase2 | None = None
         self._account: str | None = None
+        self.resumed = False
+        """The conversation is a fast reconnect: a resumed TLS session stands for the account."""
 
     @property
     def finished(self) -> bool:
         """True once a success or failure was returned."""
         return self._state is _Outer.DONE
+
+    def revoke_fast_reconnect(self) -> None:
+        """Make this conversation's TLS session unresumable although the EAP method succeeded.
+
+        For the emulator: when the MFA extension or the policy rejects (or
+        discards) a successful EAP conversation, it was no successful
+        authentication, and a fast reconnect must not stand for it.
+        """
+        if self.tls.fast_reconnect is not None and self._outer is not None:
+            self.tls.fast_reconnect.revoke(self._outer.engine)
 
     def handle(self, eap_response: bytes, framed_mtu: int | None = None) -> EapStep:
         """Answer one EAP-Response (the joined EAP-Message); ``framed_mtu`` from the same request.
@@ -648,13 +868,46 @@ class EapServerSession:
         outer = self._outer
         assert outer is not None
         if outer.handshake_done and self._account is None:
-            self._account = _certificate_account(outer.engine, self.lookup)
+            resumed = outer.engine.session_reused
+            self._account = self._resumed_account() if resumed else _certificate_account(outer.engine, self.lookup)
         if step.reply is not None:
             return self._challenge(EapPacket.request(self._next_id(), EapType.TLS, step.reply))
         if not outer.is_complete:
             raise EapError("EAP-TLS stopped before completing")
         keys = split_mppe_keys(outer.msk(), Role.SERVER)
-        return self._success(self._account, keys, f"EAP-TLS succeeded ({outer.engine.version})")
+        how = "fast reconnect succeeded, TLS session resumed" if self.resumed else "succeeded"
+        return self._success(self._account, keys, f"EAP-TLS {how} ({outer.engine.version})")
+
+    def _resumed_account(self) -> str:
+        """A resumed EAP-TLS handshake checked no certificate: only a grant names the account."""
+        grant = self._grant("eap-tls")
+        if grant is None:
+            raise _Fail(Reason.EAP_NOT_COMPLETED, "the peer resumed a TLS session that has no fast-reconnect grant "
+                        "(its authentication failed or was withdrawn, or the grant was forgotten)")
+        if self.lookup(grant.account) is None:
+            raise _Fail(Reason.BAD_CREDENTIALS, f"fast reconnect for {grant.account}, no longer a known account")
+        self.resumed = True
+        return grant.account
+
+    def _grant(self, *methods: str) -> FastReconnectGrant | None:
+        """The grant of a resumed outer session, when it was made by one of ``methods``; counts refusals."""
+        cache, outer = self.tls.fast_reconnect, self._outer
+        if cache is None or outer is None or not outer.engine.session_reused:
+            return None
+        grant = cache.grant_for(outer.engine)
+        if grant is None or grant.method not in methods:
+            cache.stats.refused += 1
+            return None
+        return grant
+
+    def _peap_grant(self) -> FastReconnectGrant | None:
+        """A usable grant for skipping phase 2; without one a resumed tunnel runs phase 2 ([MS-PEAP] 3.3.7.1)."""
+        grant = self._grant("peap-mschapv2", "peap-tls")
+        if grant is not None and self.lookup(grant.account) is None:
+            assert self.tls.fast_reconnect is not None  # there is a grant
+            self.tls.fast_reconnect.stats.refused += 1
+            return None
+        return grant
 
     # -- PEAP
 
@@ -667,7 +920,7 @@ class EapServerSession:
         identifier = self._next_id()
         if self._phase2 is None:
             self._phase2 = _Phase2(self, outer)
-            answer: bytes | _Finished = self._phase2.start()
+            answer: bytes | _Finished = self._phase2.start(identifier, self._peap_grant())
         else:
             answer = self._phase2.receive(step.app_data, identifier)
         if isinstance(answer, bytes):
@@ -676,6 +929,7 @@ class EapServerSession:
         if not answer.success:
             raise _Fail(answer.reason or Reason.EAP_NOT_COMPLETED, answer.text)
         assert answer.mppe is not None
+        self.resumed = self._phase2.fast_reconnect
         return self._success(self._phase2.account, answer.mppe, answer.text)
 
     # -- steps
@@ -691,16 +945,23 @@ class EapServerSession:
                        text=f"EAP challenge ({self.method or 'identity'})")
 
     def _success(self, account: str | None, keys: MppeKeys, text: str) -> EapStep:
-        """EAP-Success answering the last response (RFC 3748: same Identifier)."""
+        """EAP-Success answering the last response (RFC 3748: same Identifier); the session becomes resumable."""
         self._state = _Outer.DONE
         self._account = account
         if self._outer is not None:
             self._outer.close()
+            cache = self.tls.fast_reconnect
+            if cache is not None and account and self.method:
+                cache.grant(self._outer.engine, FastReconnectGrant(self.method, account))
+                if self.resumed:
+                    cache.stats.resumed += 1
         return EapStep("success", EapPacket.success(self._response_id).to_bytes(), account,
-                       (keys.send_key, keys.recv_key), None, text)
+                       (keys.send_key, keys.recv_key), None, text, self.resumed)
 
     def _failure(self, identifier: int, reason: Reason, text: str) -> EapStep:
-        """EAP-Failure with the NPS reason code."""
+        """EAP-Failure with the NPS reason code; the session of a failed conversation is never resumable."""
+        if self._state is not _Outer.DONE:  # (a response after the end must not undo a success)
+            self.revoke_fast_reconnect()
         self._state = _Outer.DONE
         return EapStep("failure", EapPacket.failure(identifier).to_bytes(), self._best_identity(), None,
                        int(reason), text)

@@ -60,6 +60,7 @@ class _Answer:
     accept_attrs: list[pk.Attr] = field(default_factory=list)  # EAP-Success, MS-MPPE keys
     reject_attrs: list[pk.Attr] = field(default_factory=list)  # EAP-Failure
     eap: bool = False
+    eap_session: EapServerSession | None = None  # a successful EAP conversation awaiting NPS/MFA's verdict
 
 
 @dataclass
@@ -230,6 +231,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
                                                request_authenticator=request.authenticator)
         ans.reject_attrs = pk.eap_message_attrs(step.failure_eap())
         ans.eap = True
+        ans.eap_session = session
         if user is None:
             self._reject(ans, account, 16, "authenticated account is not known")
             return
@@ -265,6 +267,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
         elif mfa == "discard":
             self._event(6274, None, user.name, "ESTS_TOKEN_ERROR: the extension could not get a token: "
                         "request discarded (AuthZ event 3)")
+            self._revoke_fast_reconnect(ans)
             self._seen[ans.key] = _Seen(True, 0.0)  # stays pending: every duplicate is dropped too
         elif mfa == "otp" and ans.eap:
             self._reject(ans, user.name, 21, "the user's MFA method is an OTP, which EAP cannot carry")
@@ -310,10 +313,17 @@ class NpsEmulator(asyncio.DatagramProtocol):
     def _reject(self, ans: _Answer, name: str | None, reason: int, text: str, message: str | None = None,
                 eap_failure: bytes | None = None) -> None:
         self._event(6273, reason, name, f"access denied: {text}")
+        self._revoke_fast_reconnect(ans)
         attrs = pk.eap_message_attrs(eap_failure) if eap_failure is not None else list(ans.reject_attrs)
         if message:
             attrs.append((pk.REPLY_MESSAGE, message.encode()))
         self._send(ans, pk.ACCESS_REJECT, attrs)
+
+    @staticmethod
+    def _revoke_fast_reconnect(ans: _Answer) -> None:
+        """A rejected or discarded EAP success was no successful authentication: its TLS session must not resume."""
+        if ans.eap_session is not None:
+            ans.eap_session.revoke_fast_reconnect()
 
     def _done(self, key: tuple[Any, int, bytes]) -> None:
         self._seen[key] = _Seen(False, time.monotonic() + self.config.duplicate_hold_s)
