@@ -19,11 +19,10 @@ from .inputs import UsageError, resolve
 from .config import Check
 from .conversation import authenticate
 from .diagnosis import entry
-from .outcome import DEFAULT_SLOW_FRACTION, EXIT_DEGRADED, EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, Outcome, finalize
+from .outcome import DEFAULT_SLOW_FRACTION, VERDICTS, EXIT_DEGRADED, EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, Outcome, finalize
 from .radius.dictionary import DictionaryError, RadiusDictionary, default_dictionary
 from .radius.transport import RadiusClient
 
-VERDICTS = {EXIT_OK: "OK", EXIT_DEGRADED: "DEGRADED", EXIT_FAILED: "FAILED", EXIT_UNKNOWN: "UNKNOWN"}
 DEFAULT_CONCURRENCY = 32
 DEFAULT_CERT_WARN_DAYS = 30
 BLAST_RADIUS = (

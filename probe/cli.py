@@ -151,7 +151,7 @@ def build_probe_config(args: argparse.Namespace) -> ProbeConfig:
     policy = RetryPolicy(timeout_s=args.timeout, retries=args.retries, listen_s=late_wait)
     return ProbeConfig(
         address=address, secret=secret, method=args.method, identity=args.identity,
-        target=f"{host}:{port}", password=password, outer_identity=args.outer_identity, tls=tls,
+        target=f"[{host}]:{port}" if ":" in host else f"{host}:{port}", password=password, outer_identity=args.outer_identity, tls=tls,
         otp=Secret(args.otp.encode()) if args.otp else None, profile=args.profile, extra_attrs=extra,
         policy=policy, window_s=args.window, expected=args.expect, framed_mtu=args.framed_mtu,
         nas_identifier=args.nas_identifier,
@@ -170,8 +170,16 @@ def cmd_auth(args: argparse.Namespace) -> int:
     from .pcap import PcapWriter
 
     cfg = build_probe_config(args)
-    try:
-        make_method(cfg)  # load certificates and keys first: bad input must not touch --pcap / --keylog files
+    keylog_file = None
+
+    def keylog(line: bytes) -> None:
+        assert keylog_file is not None
+        keylog_file.write(line.rstrip(b"\n") + b"\n")
+        keylog_file.flush()
+
+    sink = keylog if args.keylog else None
+    try:  # load certificates and keys first: bad input must not touch --pcap / --keylog files
+        method = make_method(cfg, sink)
     except (TlsConfigError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     keylog_file = _open_output(args.keylog, "--keylog") if args.keylog else None
@@ -181,17 +189,12 @@ def cmd_auth(args: argparse.Namespace) -> int:
             pcap = PcapWriter(args.pcap)
         except OSError as exc:
             raise UsageError(f"--pcap {args.pcap}: cannot write ({exc.strerror})") from None
-
-    def keylog(line: bytes) -> None:
-        assert keylog_file is not None
-        keylog_file.write(line.rstrip(b"\n") + b"\n")
-        keylog_file.flush()
-
     try:
-        outcome = asyncio.run(authenticate(cfg, keylog=keylog if keylog_file else None, tap=pcap,
-                                           resume=args.resume))
+        outcome = asyncio.run(authenticate(cfg, method=method, keylog=sink, tap=pcap, resume=args.resume))
     except (TlsConfigError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:  # no route, a broadcast address, no IPv6 stack: we could not probe
+        raise UsageError(f"cannot open a socket to {cfg.target}: {exc.strerror or exc}") from None
     finally:
         if keylog_file is not None:
             keylog_file.close()

@@ -225,6 +225,12 @@ class EapMethod:
 
 def make_method(cfg: ProbeConfig, keylog: "Callable[[bytes], None] | None" = None,
                 session: object | None = None) -> Method:
+    """The method for ``cfg``; bad local input raises ValueError / TlsConfigError before anything is sent."""
+    if len(cfg.identity.encode("utf-8")) > pk.MAX_ATTR_VALUE:
+        raise ValueError(f"--identity of {len(cfg.identity.encode('utf-8'))} bytes exceeds the 253-byte User-Name")
+    for what, secret in (("--password", cfg.password), ("--otp", cfg.otp)):
+        if cfg.method == "pap" and secret is not None and len(secret.value) > 128:
+            raise ValueError(f"{what} longer than the 128 bytes PAP can carry")
     if cfg.method == "pap":
         if cfg.password is None:
             raise ValueError("PAP needs a password (--password or --password-file)")
@@ -340,7 +346,7 @@ class Conversation:
                     o.warnings.append(note)
             o.message_authenticator = "absent" if "absent" in ma_seen else "valid"
             o.final_response_s = ex.response_s
-            o.late = ex.late
+            o.late = o.late or ex.late  # a round past the client's timeout loses the user, whatever follows
             message = reply.get(pk.REPLY_MESSAGE)
             o.reply_message = message.decode("utf-8", "replace") if message is not None else None
             o.reply_attributes = _reply_attributes(reply, self.dictionary)
@@ -370,7 +376,7 @@ class Conversation:
 
 async def authenticate(cfg: ProbeConfig, client: RadiusClient | None = None, *,
                        keylog: Callable[[bytes], None] | None = None,
-                       tap: Tap | None = None, resume: bool = False) -> Outcome:
+                       tap: Tap | None = None, resume: bool = False, method: Method | None = None) -> Outcome:
     """Run one probe; opens (and closes) a client unless one is given.
 
     Bad local input (unreadable certificate, wrong PKCS#12 password) raises before
@@ -379,7 +385,8 @@ async def authenticate(cfg: ProbeConfig, client: RadiusClient | None = None, *,
     second one offering the first's TLS session (fast reconnect); the second's
     Outcome is returned, its ``tls.resumption`` says whether the server resumed.
     """
-    method = make_method(cfg, keylog)
+    if method is None:
+        method = make_method(cfg, keylog)
     if client is not None:
         return await _authenticate(cfg, client, method, keylog, resume)
     async with RadiusClient(cfg.address, cfg.secret.value, clock=time.monotonic, tap=tap) as own:

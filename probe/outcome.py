@@ -18,6 +18,7 @@ RESULTS = ("accept", "reject", "challenge", "discard", "error")
 EXPECTATIONS = ("accept", "reject", "challenge", "discard")
 
 EXIT_OK, EXIT_DEGRADED, EXIT_FAILED, EXIT_UNKNOWN = 0, 1, 2, 3
+VERDICTS = {EXIT_OK: "OK", EXIT_DEGRADED: "DEGRADED", EXIT_FAILED: "FAILED", EXIT_UNKNOWN: "UNKNOWN"}
 
 DEFAULT_WINDOW_S = 60.0
 DEFAULT_SLOW_FRACTION = 0.75
@@ -87,7 +88,7 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        if self.error_kind == "local":
+        if self.error_kind in ("local", "internal"):  # could not probe: bad local input or our own bug
             return EXIT_UNKNOWN
         if not self.expectation_met:
             return EXIT_FAILED

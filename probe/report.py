@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Sequence
 
-from .outcome import Outcome
+from .outcome import VERDICTS, Outcome
 
 if TYPE_CHECKING:
     from .checks import CheckResult, Progress
@@ -32,11 +32,7 @@ def _window_cell(o: Outcome) -> str:
 
 
 def verdict(o: Outcome) -> str:
-    if o.error_kind == "local":
-        return "COULD NOT PROBE"
-    if not o.expectation_met:
-        return "FAILED"
-    return "DEGRADED" if o.degraded else "OK"
+    return VERDICTS[o.exit_code]
 
 
 def summary(o: Outcome) -> str:
@@ -99,14 +95,6 @@ def table(rows: Sequence[tuple[str, Outcome]], *, title: str | None = None) -> s
 # `radius-probe run`: reports over CheckResults (from probe.checks)
 
 
-def _window(o: Outcome) -> str:
-    if o.late:
-        return "late"
-    if o.within_window:
-        return "in"
-    return "out" if o.final_response_s is not None else "-"
-
-
 def check_table(results: Sequence[CheckResult]) -> str:
     """The console report of ``run``: one row per check, then the reasons for every non-OK check."""
     head = ("check", "target", "module", "expected", "result", "time", "window", "verdict", "diagnosis")
@@ -116,7 +104,7 @@ def check_table(results: Sequence[CheckResult]) -> str:
         body.append((r.check.name, r.check.target.name, r.check.module.name, r.check.expect.result,
                      o.result + (f"/{o.error_kind}" if o.error_kind else ""),
                      "-" if o.final_response_s is None else f"{o.final_response_s:.3f}s",
-                     _window(o), r.verdict, str(o.diagnosis[0]["code"]) if o.diagnosis else "-"))
+                     _window_cell(o), r.verdict, str(o.diagnosis[0]["code"]) if o.diagnosis else "-"))
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]

@@ -560,8 +560,6 @@ class EapPeer:
             pkcs12_password=c.pkcs12_password if with_credentials else None,
             ca_file=c.ca_file, verify=False, min_version=c.tls_min, max_version=max_version, keylog=c.keylog,
         )
-        if c.ca_file is None:
-            ctx.set_default_verify_paths()
         return ctx
 
     def _load_client_cert(self) -> x509.Certificate | None:

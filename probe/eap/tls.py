@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import hmac
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -371,7 +372,7 @@ def _client_context(cert_file: str | Path | None, key_file: str | Path | None, k
         _install_credentials(ctx, credentials)
     if ca_file is not None:
         _install_ca(ctx, ca_file, advertise=False)
-    elif verify:
+    else:  # the system store: OpenSSL verifies (or, without verify, records problems) against it
         ctx.set_default_verify_paths()
     ctx.set_verify(SSL.VERIFY_PEER, _enforcing_verify if verify else _recording_verify)
     return ctx
@@ -460,6 +461,7 @@ def _password(secret: str | bytes | None) -> bytes | None:
 
 _CREDENTIALS_CACHE: dict[tuple[object, ...], _Credentials] = {}
 _CREDENTIALS_CACHE_SIZE = 64
+_CACHE_KEY_SALT = os.urandom(32)  # passwords in cache keys are keyed hashes, useless outside this process
 _CLIENT_CONTEXTS: dict[tuple[object, ...], SSL.Context] = {}  # see client_context
 
 
@@ -475,7 +477,7 @@ def _cache_key(files: tuple[str | Path | None, ...], password: str | bytes | Non
         except OSError:
             return None  # let the loader report the unreadable file
         key.append((str(Path(f).resolve()), st.st_ino, st.st_size, st.st_mtime_ns))
-    digest = hashlib.sha256(_password(password) or b"").digest()
+    digest = hmac.new(_CACHE_KEY_SALT, _password(password) or b"", hashlib.sha256).digest()
     return (*key, digest)
 
 

@@ -9,6 +9,7 @@ or are added; every name and value is checked against the dictionary.
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from dataclasses import dataclass
 from typing import Sequence
@@ -30,25 +31,39 @@ class NasContext:
     nas_port: int = 0
 
 
+# Attributes the conversation writes itself (or hides): never taken from --attr / probe files.
+_OWNED = {1: "User-Name (use --identity)", 2: "User-Password (use --password-file)", 24: "State",
+          79: "EAP-Message", 80: "Message-Authenticator"}
+
+
 def parse_attr_option(text: str, dictionary: RadiusDictionary) -> tuple[str, str]:
     """Validate one ``NAME=VALUE`` option; raises DictionaryError naming the problem."""
     if "=" not in text:
         raise DictionaryError(f"--attr {text!r}: expected NAME=VALUE")
     name, value = text.split("=", 1)
     name, value = name.strip(), value.strip()
-    dictionary.encode(name, value)  # raises with the attribute and value in the message
-    return dictionary.get(name).name, value
+    adef, data = dictionary.encode(name, value)  # raises with the attribute and value in the message
+    if adef.vendor_id == 0 and adef.code in _OWNED:
+        raise DictionaryError(f"--attr {adef.name}: the probe sets {_OWNED[adef.code]} itself")
+    if adef.encrypt:
+        raise DictionaryError(f"--attr {adef.name}: a hidden attribute cannot be sent as a plain value")
+    limit = 247 if adef.vendor_id else 253
+    if len(data) > limit:
+        raise DictionaryError(f"--attr {adef.name}: value of {len(data)} bytes exceeds the {limit}-byte maximum")
+    return adef.name, value
 
 
 def profile_pairs(profile: str, ctx: NasContext) -> list[tuple[str, str | int]]:
     """(attribute name, value) pairs of a profile, in the order RRAS sends them."""
     if profile not in PROFILES:
         raise DictionaryError(f"unknown NAS profile {profile!r} (choose {', '.join(PROFILES)})")
+    nas_ip = ("NAS-IPv6-Address" if ipaddress.ip_address(ctx.nas_ip).version == 6 else "NAS-IP-Address",
+              ctx.nas_ip)
     if profile == "generic":
-        return [("NAS-IP-Address", ctx.nas_ip), ("NAS-Identifier", ctx.nas_identifier)]
+        return [nas_ip, ("NAS-Identifier", ctx.nas_identifier)]
     correlation = "{" + str(uuid.uuid4()).upper() + "}"
     return [
-        ("NAS-IP-Address", ctx.nas_ip),
+        nas_ip,
         ("NAS-Port", ctx.nas_port),
         ("NAS-Identifier", ctx.nas_identifier),
         ("Service-Type", "Framed-User"),

@@ -17,6 +17,7 @@ All times are ``time.monotonic()`` seconds.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import time
 from collections import deque
@@ -76,19 +77,34 @@ class Unreachable(Exception):
 @dataclass
 class _Pending:
     request: Packet
-    secret: bytes
     future: asyncio.Future[tuple[Reply, float]]
     ignored: list[tuple[float, str, str]]
 
 
+_UNREACHABLE = {errno.ECONNREFUSED: "ICMP port unreachable: nothing listens there",
+                errno.EHOSTUNREACH: "ICMP host unreachable", errno.ENETUNREACH: "ICMP network unreachable",
+                errno.EHOSTDOWN: "host is down"}
+
+
 class _Socket(asyncio.DatagramProtocol):
-    def __init__(self, clock: Clock, tap: Tap | None = None) -> None:
+    def __init__(self, clock: Clock, secret: bytes, tap: Tap | None = None) -> None:
         self.clock = clock
+        self._secret = secret
         self.tap = tap
         self.transport: asyncio.DatagramTransport | None = None
         self.free: deque[int] = deque(range(256))
         self.pending: dict[int, _Pending] = {}
+        self.previous: dict[int, Packet] = {}  # the last request of each released Identifier
         self.stray = 0
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"_Socket(pending={len(self.pending)}, free={len(self.free)})"
+
+    def release(self, ident: int, request: Packet) -> None:
+        """Free an Identifier; remember its request so a straggling answer to it is not blamed on the next."""
+        del self.pending[ident]
+        self.previous[ident] = request
+        self.free.append(ident)  # reused last
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -111,17 +127,31 @@ class _Socket(asyncio.DatagramProtocol):
         if pending.future.done():
             return  # a second answer (e.g. to our retransmission): the first one counts
         try:
-            reply = verify_reply(data, pending.request, pending.secret)
+            reply = verify_reply(data, pending.request, self._secret)
         except PacketError as exc:
+            if self._answers_previous(data):
+                self.stray += 1  # a late answer to the Identifier's earlier request
+                return
             pending.ignored.append((now, exc.kind, exc.detail))
             return
         pending.future.set_result((reply, now))
 
+    def _answers_previous(self, data: bytes) -> bool:
+        earlier = self.previous.get(data[1])
+        if earlier is None:
+            return False
+        try:
+            verify_reply(data, earlier, self._secret)
+        except PacketError:
+            return False
+        return True
+
     def error_received(self, exc: Exception) -> None:
-        if isinstance(exc, ConnectionRefusedError):
+        reason = _UNREACHABLE.get(getattr(exc, "errno", None) or -1)
+        if reason is not None:
             for pending in self.pending.values():
                 if not pending.future.done():
-                    pending.future.set_exception(Unreachable("ICMP port unreachable: nothing listens there"))
+                    pending.future.set_exception(Unreachable(reason))
 
     def connection_lost(self, exc: Exception | None) -> None:
         for pending in self.pending.values():
@@ -173,7 +203,7 @@ class RadiusClient:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
         _, proto = await loop.create_datagram_endpoint(
-            lambda: _Socket(self.clock, self.tap), remote_addr=self.address, family=family
+            lambda: _Socket(self.clock, self._secret, self.tap), remote_addr=self.address, family=family
         )
         self._sockets.append(proto)
         return proto
@@ -201,15 +231,14 @@ class RadiusClient:
             sock.free.append(ident)
             raise
         loop = asyncio.get_running_loop()
-        pending = _Pending(request, self._secret, loop.create_future(), [])
+        pending = _Pending(request, loop.create_future(), [])
         sock.pending[ident] = pending
         ex = Exchange(request)
         try:
             await self._wait(sock, pending, ex, policy)
         finally:
             self.in_flight -= 1
-            del sock.pending[ident]
-            sock.free.append(ident)  # reused last: a straggler for it fails verification anyway
+            sock.release(ident, request)
         ex.ignored = pending.ignored
         if ex.reply is None and ex.error_kind is None and pending.ignored:
             _, ex.error_kind, ex.error_detail = pending.ignored[-1]

@@ -176,3 +176,22 @@ def test_outer_identity_is_anonymous_for_peap(lab: Pki) -> None:
     o = run(go())
     assert o.result == "accept"
     assert set(seen) == {b"anonymous"}  # the inner identity never leaves the tunnel
+
+
+def test_probes_without_a_ca_file_can_run_again_in_one_process(lab: Pki) -> None:
+    """Shared TLS contexts must not be changed after use: the second --insecure probe without --ca works too."""
+    config = default_config()
+    config.eap = EapSettings.from_pki(lab.directory)
+
+    async def go():  # type: ignore[no-untyped-def]
+        async with emulator(config) as em:
+            outcomes = []
+            for method in ("peap-mschapv2", "peap-mschapv2", "eap-tls", "eap-tls"):
+                cfg = probe_cfg(lab, em.address[1], method, "alice")
+                cfg.tls.ca, cfg.tls.insecure = None, True
+                outcomes.append(await authenticate(cfg))
+            return outcomes
+
+    for o in run(go()):
+        assert o.result == "accept" and o.mppe == "match", o.to_json()
+        assert o.tls is not None and o.tls["validation"].startswith("skipped")
