@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -53,6 +54,8 @@ DEFAULT_LISTEN = "127.0.0.1:9812"
 DEFAULT_GRACE_S = 5.0
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 SCRAPE_TIMEOUT_OFFSET_S = 0.5  # leave room for the answer itself, as blackbox_exporter does
+DEFAULT_PROBE_BUDGET_S = 120.0  # /probe without timeout= or a scrape timeout: still bounded (past a 65 s MFA)
+MAX_PROBES_IN_FLIGHT = 8  # /probe requests at once; more get 503 instead of queueing behind the checks
 
 
 # ---------------------------------------------------------------------------
@@ -134,7 +137,20 @@ def _matches(pattern: str, host: str, port: int) -> bool:
         host_glob, _, port_glob = pattern.partition(":")
     else:
         host_glob, port_glob = pattern, "*"
+    if _IP_SHAPED.fullmatch(host_glob) and not _is_ip(host):
+        return False  # "10.0.0.*" must not admit the DNS name 10.0.0.1.attacker.example
     return fnmatch.fnmatchcase(host.lower(), host_glob.lower()) and fnmatch.fnmatchcase(str(port), port_glob)
+
+
+_IP_SHAPED = re.compile(r"[0-9a-fA-F.:*?\[\]!-]+")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _in_network(host: str, cidr: str) -> bool:
@@ -165,6 +181,7 @@ class ProbeService:
         self.ready = False
         self.stopping = False
         self._reload_lock = asyncio.Lock()
+        self.probe_slots = asyncio.Semaphore(MAX_PROBES_IN_FLIGHT)
 
     def start(self, checks: Sequence[Check]) -> None:
         """Schedule the first configuration (loaded by the caller, who refuses to start on errors)."""
@@ -190,6 +207,8 @@ class ProbeService:
                 log.error("reload failed: the previous configuration keeps running",
                           extra=_fields(event="config_reload_failed", errors=len(exc.issues)))
                 return False
+            if self.stopping:
+                return False  # shutting down: the old configuration just finishes
             self._adopt(checks)
             return True
 
@@ -286,6 +305,8 @@ def _probe_request(request: web.Request) -> tuple[Check, float | None] | str:
     budget = _budget(request)
     if isinstance(budget, str):
         return budget
+    if budget is None:
+        budget = DEFAULT_PROBE_BUDGET_S  # a request without a timeout must not hold a slot for 90 s
     module = shortened(modules[wanted_module], budget)
     check = Check(name="probe", target=target, module=module,
                   expect=service.expectation(target, modules[wanted_module]), interval_s=0.0,
@@ -302,11 +323,14 @@ async def handle_probe(request: web.Request) -> web.Response:
                                                                 remote=request.remote))
         return _text(wanted, status=400)
     check, budget = wanted
+    if service.probe_slots.locked():
+        service.metrics.probe_requests.labels("refused").inc()
+        return _text(f"too many /probe requests in flight ({MAX_PROBES_IN_FLIGHT}); try again", status=503)
     service.metrics.probe_requests.labels("probed").inc()
     started = time.monotonic()
     try:
-        hard_limit = None if budget is None else budget + 1.0
-        result = await asyncio.wait_for(service.scheduler.run_one(check), hard_limit)
+        async with service.probe_slots:  # scheduled checks keep their own share of the global bound
+            result = await asyncio.wait_for(service.scheduler.run_one(check), budget + 1.0)
     except asyncio.TimeoutError:
         result = evaluate(check, local_failure(check, f"no result within the {budget:g} s timeout"),
                           service.options)

@@ -110,6 +110,8 @@ class Scheduler:
     def apply(self, checks: Sequence[Check]) -> None:
         """Schedule exactly ``checks``: unchanged ones keep running, removed ones stop, changed ones restart
         (keeping their last result, so a load balancer does not see a reload as an outage)."""
+        if self._stopping:  # a reload that finishes during shutdown must not restart anything
+            return
         wanted = {check_key(c): c for c in checks}
         for key in list(self.states):
             if key not in wanted:
