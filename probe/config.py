@@ -29,7 +29,7 @@ from .outcome import DEFAULT_SLOW_FRACTION
 from .conversation import METHODS, ProbeConfig, Secret, TlsOptions
 from .outcome import DEFAULT_WINDOW_S, EXPECTATIONS
 from .radius.dictionary import DictionaryError, RadiusDictionary, default_dictionary
-from .radius.profiles import PROFILES
+from .radius.profiles import PROFILES, check_request_attribute
 from .radius.transport import RetryPolicy
 
 TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
@@ -386,8 +386,11 @@ def _file_path(r: _Reader, fields: dict[str, tuple[Node, Node]], key: str, path:
     return str(resolved)
 
 
-def _attrs(r: _Reader, node: Node, path: str, dictionary: RadiusDictionary) -> list[tuple[str, str]] | None:
-    """``{Name: value or [values]}`` checked against the dictionary; canonical names."""
+def _attrs(r: _Reader, node: Node, path: str, dictionary: RadiusDictionary,
+           request: bool = False) -> list[tuple[str, str]] | None:
+    """``{Name: value or [values]}`` checked against the dictionary; canonical names.
+
+    ``request``: attributes the probe sends, which must also be ones a user may add."""
     fields = r.mapping(node, path)
     if fields is None:
         return None
@@ -401,7 +404,10 @@ def _attrs(r: _Reader, node: Node, path: str, dictionary: RadiusDictionary) -> l
             continue
         for item, value in r.scalars(value_node, where, expand=True):
             try:
-                dictionary.encode(adef.name, value)
+                if request:
+                    check_request_attribute(adef.name, value, dictionary)
+                else:
+                    dictionary.encode(adef.name, value)
             except DictionaryError as exc:
                 r.error(item, where, str(exc))
                 continue
@@ -429,7 +435,7 @@ def _module(r: _Reader, name: str, node: Node, path: str, dictionary: RadiusDict
     m.otp = _secret_source(r, fields, "otp", path, node, required=False)
     m.tls = _tls(r, fields, path, node, method)
     m.profile = value("profile", lambda n, p: r.choice(n, p, PROFILES, "NAS profile")) or "rras"
-    m.attrs = value("attrs", lambda n, p: _attrs(r, n, p, dictionary)) or []
+    m.attrs = value("attrs", lambda n, p: _attrs(r, n, p, dictionary, request=True)) or []
     timeout = value("timeout", lambda n, p: r.number(n, p, minimum=0))
     retries = value("retries", lambda n, p: r.number(n, p, minimum=0, inclusive=True, integer=True))
     window = value("window", lambda n, p: r.number(n, p, minimum=0))

@@ -126,6 +126,20 @@ def default_config() -> EmulatorConfig:
     return EmulatorConfig(users=default_users())
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_secret(path: Path, what: str) -> bytes:
+    """A shared secret file, read as the probe reads one (inputs.read_secret_file)."""
+    from ..inputs import UsageError, read_secret_file
+
+    try:
+        return read_secret_file(str(path), what)
+    except UsageError as exc:
+        raise EmulatorConfigError(str(exc)) from None
+
+
 def _need(cond: bool, where: str, message: str) -> None:
     if not cond:
         raise EmulatorConfigError(f"{where}: {message}")
@@ -158,11 +172,8 @@ def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) 
         p = Path(str(doc["secret_file"]))
         if base is not None and not p.is_absolute():
             p = base / p
-        try:
-            cfg.secret = p.read_bytes().strip()
-            cfg.secret_source = f"secret_file {p}"
-        except OSError as exc:
-            raise EmulatorConfigError(f"{where}: secret_file {p}: cannot read ({exc.strerror})") from None
+        cfg.secret = read_secret(p, f"{where}: secret_file")
+        cfg.secret_source = f"secret_file {p}"
     elif "secret" in doc:
         _need(isinstance(doc["secret"], str) and doc["secret"], f"{where}: secret", "must be a non-empty string")
         cfg.secret = doc["secret"].encode()
@@ -176,10 +187,11 @@ def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) 
               f"must be auto, always or never, not {doc['sign_replies']!r}")
         cfg.sign_replies = doc["sign_replies"]
     if "duplicate_hold" in doc:
-        _need(isinstance(doc["duplicate_hold"], (int, float)) and doc["duplicate_hold"] >= 0,
+        _need(_is_number(doc["duplicate_hold"]) and doc["duplicate_hold"] >= 0,
               f"{where}: duplicate_hold", "must be a number of seconds >= 0")
         cfg.duplicate_hold_s = float(doc["duplicate_hold"])
     if "clients" in doc:
+        _need(isinstance(doc["clients"], list), f"{where}: clients", "must be a list of addresses or networks")
         nets = []
         for item in doc["clients"] or []:
             try:
@@ -188,17 +200,20 @@ def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) 
                 raise EmulatorConfigError(f"{where}: clients: {item!r} is not an address or network") from None
         cfg.clients = nets
     if "ip_whitelist" in doc:
+        _need(isinstance(doc["ip_whitelist"], list), f"{where}: ip_whitelist", "must be a list of IPv4 addresses")
         for item in doc["ip_whitelist"] or []:
             try:
-                ipaddress.ip_address(str(item))
+                ipaddress.IPv4Address(str(item))  # NAS-IP-Address is IPv4
             except ValueError:
-                raise EmulatorConfigError(f"{where}: ip_whitelist: {item!r} is not an IP address") from None
+                raise EmulatorConfigError(f"{where}: ip_whitelist: {item!r} is not an IPv4 address") from None
         cfg.ip_whitelist = [str(i) for i in doc["ip_whitelist"] or []]
     for text_field in ("deny_message", "otp_prompt"):
         if text_field in doc:
             setattr(cfg, text_field, str(doc[text_field]))
     if doc.get("default_users", "users" not in doc):
         cfg.users.update(default_users())
+    _need(isinstance(doc.get("users") or {}, dict), f"{where}: users",
+          "must be a mapping of user name: {password, mfa, delay, otp_code, reply}")
     for name, spec in (doc.get("users") or {}).items():
         cfg.users[str(name)] = _user(str(name), spec, f"{where}: users.{name}")
     if doc.get("eap") is not None:
@@ -262,7 +277,7 @@ def _user(name: str, spec: Any, where: str) -> EmulatedUser:
     _need(mfa in BEHAVIOURS, f"{where}.mfa", f"{mfa!r} is not one of {', '.join(BEHAVIOURS)}")
     user.mfa = mfa
     delay = spec.get("delay", 0)
-    _need(isinstance(delay, (int, float)) and delay >= 0, f"{where}.delay", f"{delay!r} is not seconds >= 0")
+    _need(_is_number(delay) and delay >= 0, f"{where}.delay", f"{delay!r} is not seconds >= 0")
     user.delay_s = float(delay)
     if mfa == "otp":
         user.otp_code = str(spec.get("otp_code", DEFAULT_OTP))

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ..pki import init_pki
-from .config import EapSettings, EmulatorConfig, EmulatorConfigError, default_config, load_config
+from .config import EapSettings, EmulatorConfig, EmulatorConfigError, default_config, load_config, read_secret
 from .server import NpsEmulator
 
 
@@ -61,10 +61,7 @@ def run_emulator(host: str, port: int, *, config_path: str | None = None, secret
             pki_note = f"lab PKI (CA for --ca: {directory / 'ca.pem'}; user certificates <name>.pem/.key): {directory}"
         secret_note = config.secret_source
         if secret_file:
-            try:
-                config.secret = Path(secret_file).read_bytes().rstrip(b"\r\n")
-            except OSError as exc:
-                raise EmulatorConfigError(f"--secret-file {secret_file}: cannot read ({exc.strerror})") from None
+            config.secret = read_secret(Path(secret_file), "--secret-file")
             secret_note = f"from {secret_file}"
     except EmulatorConfigError as exc:
         print(f"radius-probe: {exc}", file=sys.stderr)

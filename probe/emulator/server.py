@@ -35,6 +35,9 @@ from .eap_server import EapServerSession, ServerTls, account_name, reply_attribu
 
 log = logging.getLogger("probe.emulator")
 
+SESSION_TTL_S = 120.0  # EAP conversations, OTP challenges and discarded requests are forgotten after this
+MAX_TRACKED = 100_000  # hard cap per table: a flood of new conversations cannot grow memory without bound
+
 
 @dataclass(frozen=True)
 class Event:
@@ -78,7 +81,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.events: deque[Event] = deque(maxlen=10000)
         self._seen: dict[tuple[Any, int, bytes], _Seen] = {}
-        self._otp_states: dict[bytes, str] = {}  # State -> user awaiting an OTP
+        self._otp_states: dict[bytes, tuple[str, float]] = {}  # State -> (user awaiting an OTP, issued at)
         self._tasks: set[asyncio.Task[None]] = set()
         self._reply_attrs = {name: encode_pairs(u.reply, self.dictionary) for name, u in config.users.items()}
         self.requests = 0
@@ -154,13 +157,24 @@ class NpsEmulator(asyncio.DatagramProtocol):
             self._event(4401, None, None, f"duplicate of request {request.identifier} discarded")
             return
         self._expire(now)
+        self._seen.pop(key, None)
         self._seen[key] = _Seen(True, 0.0)
         self._handle(request, addr, key)
 
     def _expire(self, now: float) -> None:
-        if len(self._seen) > 4096:
-            for k in [k for k, s in self._seen.items() if not s.pending and s.until <= now]:
-                del self._seen[k]
+        """Forget answered requests past their duplicate window, oldest first; a hard cap bounds a flood.
+
+        Dicts keep insertion order and every state change re-inserts its key, so expired
+        entries gather at the front and each request does O(1) work on average.
+        """
+        for table, alive in ((self._seen, lambda s: s.pending or s.until > now),
+                             (self._eap_sessions, lambda e: now - e[1] <= SESSION_TTL_S),
+                             (self._otp_states, lambda e: now - e[1] <= SESSION_TTL_S)):
+            while table:
+                oldest = next(iter(table))
+                if alive(table[oldest]) and len(table) <= MAX_TRACKED:  # type: ignore[operator]
+                    break
+                del table[oldest]
 
     def _handle(self, request: pk.Packet, addr: Any, key: tuple[Any, int, bytes]) -> None:
         ans = _Answer(request, addr, key)
@@ -185,7 +199,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
             return
         user = self.config.users.get(name)
         state = request.get(pk.STATE)
-        if state is not None and state in self._otp_states:
+        if state is not None and state in self._otp_states and self._otp_states[state][0] == name:
             self._otp_answer(ans, state, password)
             return
         if user is None or password != user.password.encode():
@@ -208,6 +222,8 @@ class NpsEmulator(asyncio.DatagramProtocol):
         now = time.monotonic()
         state = request.get(pk.STATE)
         entry = self._eap_sessions.pop(state, None) if state is not None else None
+        if entry is not None and now - entry[1] > SESSION_TTL_S:
+            entry = None  # an abandoned conversation: start over
         session = entry[0] if entry is not None else EapServerSession(
             self._eap_policy, self._password_of, tls=self._server_tls)
         mtu_raw = request.get(12)
@@ -216,7 +232,6 @@ class NpsEmulator(asyncio.DatagramProtocol):
         self._on_eap_step(step, mtu)
         if step.kind == "challenge":
             new_state = os.urandom(16)
-            self._expire_sessions(now)
             self._eap_sessions[new_state] = (session, now)
             code, attrs = reply_attributes(step, state=new_state, secret=self.config.secret,
                                            request_authenticator=request.authenticator)
@@ -244,11 +259,6 @@ class NpsEmulator(asyncio.DatagramProtocol):
         user = self.config.users.get(account)
         return user.password if user is not None else None
 
-    def _expire_sessions(self, now: float) -> None:
-        if len(self._eap_sessions) > 1024:
-            for state in [s for s, (_, at) in self._eap_sessions.items() if now - at > 120]:
-                del self._eap_sessions[state]
-
     # -- the MFA extension -------------------------------------------------------
 
     def _mfa(self, ans: _Answer, user: EmulatedUser) -> None:
@@ -268,12 +278,14 @@ class NpsEmulator(asyncio.DatagramProtocol):
             self._event(6274, None, user.name, "ESTS_TOKEN_ERROR: the extension could not get a token: "
                         "request discarded (AuthZ event 3)")
             self._revoke_fast_reconnect(ans)
-            self._seen[ans.key] = _Seen(True, 0.0)  # stays pending: every duplicate is dropped too
+            # Retransmissions of a discarded request are dropped too, for a bounded while.
+            self._seen.pop(ans.key, None)
+            self._seen[ans.key] = _Seen(False, time.monotonic() + max(SESSION_TTL_S, self.config.duplicate_hold_s))
         elif mfa == "otp" and ans.eap:
             self._reject(ans, user.name, 21, "the user's MFA method is an OTP, which EAP cannot carry")
         elif mfa == "otp":
             state = os.urandom(16)
-            self._otp_states[state] = user.name
+            self._otp_states[state] = (user.name, time.monotonic())
             self._event(6276, None, user.name, "OTP requested: Access-Challenge")
             attrs = [(pk.STATE, state), (pk.REPLY_MESSAGE, self.config.otp_prompt.encode())]
             self._send(ans, pk.ACCESS_CHALLENGE, attrs)
@@ -286,7 +298,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
                 self._accept(ans, user, "user not enrolled; REQUIRE_USER_MATCH false: accepted without MFA")
 
     def _otp_answer(self, ans: _Answer, state: bytes, code: bytes) -> None:
-        name = self._otp_states.pop(state)
+        name, _ = self._otp_states.pop(state)
         user = self.config.users[name]
         if user.otp_code is not None and code == user.otp_code.encode():
             self._later(user.delay_s, self._accept, ans, user, "OTP verified")
@@ -326,6 +338,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
             ans.eap_session.revoke_fast_reconnect()
 
     def _done(self, key: tuple[Any, int, bytes]) -> None:
+        self._seen.pop(key, None)  # re-insert: the expiry order follows the answer time
         self._seen[key] = _Seen(False, time.monotonic() + self.config.duplicate_hold_s)
 
     def _send(self, ans: _Answer, code: int, attrs: list[pk.Attr]) -> None:

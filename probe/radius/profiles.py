@@ -42,15 +42,20 @@ def parse_attr_option(text: str, dictionary: RadiusDictionary) -> tuple[str, str
         raise DictionaryError(f"--attr {text!r}: expected NAME=VALUE")
     name, value = text.split("=", 1)
     name, value = name.strip(), value.strip()
+    return check_request_attribute(name, value, dictionary), value
+
+
+def check_request_attribute(name: str, value: str, dictionary: RadiusDictionary) -> str:
+    """The canonical name of an attribute a user may add to requests; DictionaryError says why not."""
     adef, data = dictionary.encode(name, value)  # raises with the attribute and value in the message
     if adef.vendor_id == 0 and adef.code in _OWNED:
-        raise DictionaryError(f"--attr {adef.name}: the probe sets {_OWNED[adef.code]} itself")
+        raise DictionaryError(f"{adef.name}: the probe sets {_OWNED[adef.code]} itself")
     if adef.encrypt:
-        raise DictionaryError(f"--attr {adef.name}: a hidden attribute cannot be sent as a plain value")
+        raise DictionaryError(f"{adef.name}: a hidden attribute cannot be sent as a plain value")
     limit = 247 if adef.vendor_id else 253
     if len(data) > limit:
-        raise DictionaryError(f"--attr {adef.name}: value of {len(data)} bytes exceeds the {limit}-byte maximum")
-    return adef.name, value
+        raise DictionaryError(f"{adef.name}: value of {len(data)} bytes exceeds the {limit}-byte maximum")
+    return adef.name
 
 
 def profile_pairs(profile: str, ctx: NasContext) -> list[tuple[str, str | int]]:

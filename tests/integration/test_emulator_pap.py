@@ -189,3 +189,28 @@ def test_a_thousand_concurrent_probes_all_end_in_an_outcome() -> None:
     assert wrong == []
     assert peak > 256 and sockets >= -(-peak // 256)  # more than 256 in flight: a pool of sockets
     assert requests >= 1000
+
+
+def test_emulator_memory_stays_bounded_under_a_flood(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Discarded requests, OTP challenges and answered requests are forgotten after their time."""
+    import probe.emulator.server as server
+
+    monkeypatch.setattr(server, "SESSION_TTL_S", 0.3)
+    cfg = default_config()
+    cfg.duplicate_hold_s = 0.3
+    quick = RetryPolicy(timeout_s=0.05, retries=0, listen_s=0.05)
+
+    async def go():  # type: ignore[no-untyped-def]
+        async with emulator(cfg) as em:
+            async with RadiusClient(em.address, cfg.secret) as client:
+                users = ["carol", "dave", "alice"]
+                await asyncio.gather(*(authenticate(pap(em.address, users[i % 3], policy=quick), client)
+                                       for i in range(600)))
+                peak = (len(em._seen), len(em._otp_states))
+                await asyncio.sleep(0.5)
+                await authenticate(pap(em.address, "alice", policy=quick), client)
+                return peak, (len(em._seen), len(em._otp_states))
+
+    peak, after = run(go())
+    assert peak[0] > 100 and peak[1] > 50  # the flood was tracked ...
+    assert after == (1, 0)  # ... and forgotten once its time passed
