@@ -300,7 +300,10 @@ class Conversation:
         except Exception as exc:  # a bug must still end in an Outcome, not a traceback
             log.debug("conversation failed", exc_info=True)
             o.result, o.error_kind, o.error_detail = "error", "internal", f"{type(exc).__name__}: {exc}"
-        self.method.report(o)
+        try:
+            self.method.report(o)
+        except Exception:  # the report is extra detail: never let it turn an Outcome into a traceback
+            log.debug("method report failed", exc_info=True)
         o.duration_s = self.client.clock() - t0
         return finalize(o, slow_fraction=self.cfg.slow_fraction)
 

@@ -1,11 +1,11 @@
 """Key-derivation primitives shared by the EAP methods (sans-IO, no clock).
 
-Why this module exists: the probe checks the MS-MPPE keys a RADIUS server
-returns against keys it derives itself. Deriving them with the same TLS
-library that ran the handshake would only prove the library agrees with
-itself, so the TLS pseudo-random functions are written out here from the
-RFCs (2246/4346 for TLS 1.0/1.1, 5246 for TLS 1.2) and proven against
-published vectors and against OpenSSL's exporter in the tests.
+At run time both roles take their EAP keys from OpenSSL's exporter
+(probe/eap/tls.py). The TLS pseudo-random functions here are the independent
+reference: written from the RFCs (2246/4346 for TLS 1.0/1.1, 5246 for TLS
+1.2) and proven against published vectors, they are what the tests use to
+prove that the exporter gives the RFC 5216 / RFC 9190 keys (SHA-256 and
+SHA-384 suites alike). MD4 and the MPPE key split are used at run time.
 
 MD4 lives here too: OpenSSL 3 no longer offers it through hashlib, and
 MS-CHAPv2 (RFC 2759) cannot work without it.

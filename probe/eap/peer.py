@@ -181,25 +181,34 @@ class TlsLeg:
         if self.validation is not None:
             return
         engine = self.tls.engine
-        chain = engine.peer_chain()
-        if not chain and not self.tls.handshake_done:
-            return
-        self.validation = validate_server(chain, engine.verify_problems, server_name=self._server_name,
-                                          insecure=self._insecure, resumed=engine.session_reused)
+        try:
+            chain = engine.peer_chain()
+            if not chain and not self.tls.handshake_done:
+                return
+            self.validation = validate_server(chain, engine.verify_problems, server_name=self._server_name,
+                                              insecure=self._insecure, resumed=engine.session_reused)
+        except EapTlsError as exc:
+            raise EapPeerError("tls", exc.reason) from None
+        except (ValueError, x509.DuplicateExtension) as exc:  # a certificate only OpenSSL could parse
+            raise EapPeerError("tls", f"server certificate cannot be parsed: {exc}") from None
         if self.validation.failed:
             raise EapPeerError("tls", self.validation.reason)
 
     def report(self) -> dict[str, object]:
         """Version, cipher, resumption, the server's chain and the validation verdict."""
         engine = self.tls.engine
-        chain = engine.peer_chain()
+        try:
+            chain = engine.peer_chain()
+            described = ([describe(cert) for cert in chain], describe_leaf(chain[0]) if chain else None)
+        except (EapTlsError, ValueError, x509.DuplicateExtension):
+            chain, described = [], ([], None)  # already reported as the error; nothing more to show
         done = self.tls.handshake_done
         return {
             "version": engine.version,
             "cipher": engine.cipher if done else None,
             "resumed": engine.session_reused if done else False,
-            "server_cert": describe_leaf(chain[0]) if chain else None,
-            "chain": [describe(cert) for cert in chain],
+            "server_cert": described[1],
+            "chain": described[0],
             "validation": self.validation.status if self.validation else "not performed",
             "warnings": list(self.validation.warnings) if self.validation else [],
         }

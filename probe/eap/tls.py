@@ -615,7 +615,10 @@ def _record_verify_problem(conn: SSL.Connection, cert: crypto.X509, errnum: int,
     engine = conn.get_app_data()
     if not ok and isinstance(engine, TlsEngine):
         text = _ffi.string(_lib.X509_verify_cert_error_string(errnum)).decode("ascii", "replace")
-        subject = cert.to_cryptography().subject.rfc4514_string()
+        try:
+            subject = cert.to_cryptography().subject.rfc4514_string()
+        except ValueError:  # OpenSSL accepted what cryptography cannot parse: never raise from the callback
+            subject = "unparsable certificate"
         engine._verify_problems.append(f"{text} (depth {depth}: {subject})")
 
 
@@ -752,9 +755,12 @@ class TlsEngine:
 
     def peer_chain(self) -> list[x509.Certificate]:
         """The other side's certificates, leaf first (also on the server, where OpenSSL omits the leaf)."""
-        chain = list(self._conn.get_peer_cert_chain(as_cryptography=True) or [])
+        try:
+            chain = list(self._conn.get_peer_cert_chain(as_cryptography=True) or [])
+            leaf = self._conn.get_peer_certificate(as_cryptography=True) if self.is_server else None
+        except ValueError as exc:
+            raise EapTlsError(f"{self._other} certificate cannot be parsed: {exc}", state="handshake") from None
         if self.is_server:
-            leaf = self._conn.get_peer_certificate(as_cryptography=True)
             if leaf is not None and (not chain or chain[0] != leaf):
                 chain.insert(0, leaf)
         return chain

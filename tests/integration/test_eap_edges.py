@@ -486,3 +486,4 @@ def test_the_smallest_accepted_framed_mtu_still_authenticates(lab: Pki, method: 
     o = run(go())
     assert (o.result, o.mppe, o.error_detail) == ("accept", "match", None), o.error_detail
     assert o.tls is not None and o.tls["version"] == f"TLSv{tls_max}"
+
