@@ -15,7 +15,7 @@ import json
 import socket
 import tempfile
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .conversation import ProbeConfig, Secret, TlsOptions, authenticate
@@ -46,7 +46,6 @@ class Case:
     ca: str = "ca"  # "ca" trusts the emulator; "untrusted-ca" does not
     policy: RetryPolicy = DEMO_POLICY
     closed_port: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _cases() -> list[Case]:

@@ -71,7 +71,7 @@ def summary(o: Outcome) -> str:
     return "\n".join(lines)
 
 
-def table(rows: Sequence[tuple[str, Outcome]], *, title: str | None = None) -> str:
+def table(rows: Sequence[tuple[str, Outcome]]) -> str:
     """A table of (case name, Outcome) with the diagnosis for each failure below it."""
     head = ("case", "method", "identity", "expected", "result", "final", "rounds", "window", "verdict", "diagnosis")
     body = []
@@ -84,8 +84,7 @@ def table(rows: Sequence[tuple[str, Outcome]], *, title: str | None = None) -> s
                      str(o.round_trips), window, verdict(o), codes))
     widths = [max(len(str(r[i])) for r in [head, *body]) for i in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    out = [title] if title else []
-    out.append(fmt.format(*head))
+    out = [fmt.format(*head)]
     out.append(fmt.format(*("-" * w for w in widths)))
     out += [fmt.format(*r) for r in body]
     return "\n".join(out)

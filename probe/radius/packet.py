@@ -281,7 +281,6 @@ def build_request(
     attributes: Sequence[Attr],
     secret: bytes,
     *,
-    code: int = ACCESS_REQUEST,
     message_authenticator: bool = True,
 ) -> Packet:
     """An Access-Request with Message-Authenticator first.
@@ -293,12 +292,12 @@ def build_request(
     attrs = [a for a in attributes if a[0] != MESSAGE_AUTHENTICATOR]
     if message_authenticator:
         attrs.insert(0, (MESSAGE_AUTHENTICATOR, b"\x00" * 16))
-    raw = _assemble(code, identifier, authenticator, encode_attributes(attrs))
+    raw = _assemble(ACCESS_REQUEST, identifier, authenticator, encode_attributes(attrs))
     if message_authenticator:
         mac = _message_authenticator(raw, secret)
         raw = raw[:22] + mac + raw[38:]
         attrs[0] = (MESSAGE_AUTHENTICATOR, mac)
-    return Packet(code, identifier, authenticator, attrs, raw)
+    return Packet(ACCESS_REQUEST, identifier, authenticator, attrs, raw)
 
 
 def password_attr(password: bytes, secret: bytes, authenticator: bytes) -> Attr:
