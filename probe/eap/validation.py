@@ -270,7 +270,7 @@ def _chain_problems(chain: Sequence[x509.Certificate], recorded: Sequence[Verify
     trust: list[str] = []
     dates: list[str] = []
     for problem in recorded:
-        cert = chain[problem.depth] if problem.depth is not None and problem.depth < len(chain) else None
+        cert = _certificate_named(chain, problem)
         if problem.reason in _BAD_PURPOSE and problem.depth == 0:
             continue
         if problem.reason == _EXPIRED:
@@ -283,6 +283,20 @@ def _chain_problems(chain: Sequence[x509.Certificate], recorded: Sequence[Verify
                 f"({leaf.subject.rfc4514_string()}, issuer {leaf.issuer.rfc4514_string()})"
             )
     return _unique(trust + dates)
+
+
+def _certificate_named(chain: Sequence[x509.Certificate], problem: VerifyProblem) -> x509.Certificate | None:
+    """The certificate a problem is about, found by its subject.
+
+    OpenSSL's depth counts the chain it built, not the list the server sent (which may
+    hold extra or unrelated certificates), so the depth alone can point at the wrong one.
+    """
+    if problem.subject is None:
+        return None
+    for cert in chain:
+        if cert.subject.rfc4514_string() == problem.subject:
+            return cert
+    return None
 
 
 def _expired(cert: x509.Certificate | None, problem: VerifyProblem) -> str:

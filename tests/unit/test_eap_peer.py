@@ -719,3 +719,25 @@ def test_no_server_name_is_a_warning(lab: pki.Pki) -> None:
     peer = EapPeer(tls_config(lab, server_name=None))
     run(peer, eap_tls_server(lab).script())
     assert "server name not checked (no server name configured)" in peer.tls_report()["warnings"]  # type: ignore[operator]
+
+
+def test_a_chain_problem_names_the_certificate_openssl_meant() -> None:
+    """OpenSSL's depth counts its own built chain: with an unrelated CA sent in between, the
+    expired intermediate must still be the one named, found by its subject."""
+    from datetime import datetime, timedelta, timezone
+
+    from probe.eap.validation import validate_server
+    from probe.pki import SERVER_AUTH, issue_certificate
+
+    now = datetime.now(timezone.utc)
+    root = issue_certificate("Root", is_ca=True, not_before=now - timedelta(days=900), not_after=now + timedelta(days=900))
+    inter = issue_certificate("Intermediate", is_ca=True, issuer_cert=root.cert, issuer_key=root.key,
+                              not_before=now - timedelta(days=800), not_after=now - timedelta(days=1))
+    other = issue_certificate("Unrelated", is_ca=True, not_before=now - timedelta(days=10),
+                              not_after=now + timedelta(days=3650))
+    leaf = issue_certificate("nps.lab.test", issuer_cert=inter.cert, issuer_key=inter.key, ekus=(SERVER_AUTH,),
+                             dns_names=("nps.lab.test",), not_before=now - timedelta(days=30),
+                             not_after=now + timedelta(days=300))
+    v = validate_server([leaf.cert, other.cert, inter.cert], ["certificate has expired (depth 1: CN=Intermediate)"],
+                        server_name="nps.lab.test", insecure=False)
+    assert v.failed and "CN=Intermediate" in v.reason and "Unrelated" not in v.reason, v.reason
