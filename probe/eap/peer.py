@@ -53,6 +53,7 @@ from probe.eap.tls import (
     KeylogSink,
     TlsConfigError,
     TlsEngine,
+    client_certificate,
     client_context,
     fragment_size_for_mtu,
 )
@@ -61,7 +62,6 @@ from probe.eap.validation import (
     describe,
     describe_client,
     describe_leaf,
-    load_client_certificate,
     validate_server,
 )
 
@@ -575,9 +575,8 @@ class EapPeer:
         """Our certificate, for the report."""
         if self.config.method == "peap-mschapv2":
             return None
-        password = self.config.pkcs12_password
-        return load_client_certificate(self.config.client_cert, self.config.pkcs12,
-                                       password.encode("utf-8") if isinstance(password, str) else password)
+        c = self.config
+        return client_certificate(c.client_cert, c.client_key, c.key_password, c.pkcs12, c.pkcs12_password)
 
 
 def _check_config(config: PeerConfig) -> EapType:

@@ -459,6 +459,18 @@ def _password(secret: str | bytes | None) -> bytes | None:
     return secret.encode("utf-8") if isinstance(secret, str) else secret
 
 
+def client_certificate(
+    cert_file: str | Path | None,
+    key_file: str | Path | None,
+    key_password: str | bytes | None,
+    pkcs12_file: str | Path | None,
+    pkcs12_password: str | bytes | None,
+) -> x509.Certificate | None:
+    """Our leaf certificate, from the same (cached) load the TLS context uses: for the report."""
+    credentials = _load_credentials(cert_file, key_file, key_password, pkcs12_file, pkcs12_password)
+    return credentials.cert if credentials is not None else None
+
+
 _CREDENTIALS_CACHE: dict[tuple[object, ...], _Credentials] = {}
 _CREDENTIALS_CACHE_SIZE = 64
 _CACHE_KEY_SALT = os.urandom(32)  # passwords in cache keys are keyed hashes, useless outside this process

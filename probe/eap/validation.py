@@ -41,14 +41,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from probe.eap.tls import TlsConfigError
 
 SERVER_AUTH_OID = ExtendedKeyUsageOID.SERVER_AUTH
 
@@ -116,21 +113,6 @@ def describe_client(cert: x509.Certificate, now: datetime | None) -> dict[str, o
     """Our own certificate: subject, not_after and, when ``now`` is given, whole days left (negative once expired)."""
     days = (cert.not_valid_after_utc - now).days if now is not None else None
     return {"subject": cert.subject.rfc4514_string(), "not_after": iso_z(cert.not_valid_after_utc), "days_left": days}
-
-
-def load_client_certificate(
-    cert_file: str | Path | None, pkcs12_file: str | Path | None, pkcs12_password: bytes | None
-) -> x509.Certificate | None:
-    """Our leaf certificate, for the report (the TLS context has loaded and checked the same files already)."""
-    try:
-        if pkcs12_file is not None:
-            _key, cert, _extra = pkcs12.load_key_and_certificates(Path(pkcs12_file).read_bytes(), pkcs12_password)
-            return cert
-        if cert_file is not None:
-            return x509.load_pem_x509_certificates(Path(cert_file).read_bytes())[0]
-    except (OSError, ValueError):
-        raise TlsConfigError(f"client certificate {pkcs12_file or cert_file}: cannot be read again") from None
-    return None
 
 
 # ---------------------------------------------------------------------------
