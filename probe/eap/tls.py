@@ -29,7 +29,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -354,18 +354,6 @@ def client_context(
         cache_key = None if files is None else ("client", files, verify, min_version, max_version)
         if cache_key is not None and cache_key in _CLIENT_CONTEXTS:
             return _CLIENT_CONTEXTS[cache_key]
-    ctx = _client_context(cert_file, key_file, key_password, pkcs12_file, pkcs12_password, ca_file, verify,
-                          min_version, max_version, keylog)
-    if cache_key is not None:
-        if len(_CLIENT_CONTEXTS) >= _CREDENTIALS_CACHE_SIZE:
-            _CLIENT_CONTEXTS.pop(next(iter(_CLIENT_CONTEXTS)))
-        _CLIENT_CONTEXTS[cache_key] = ctx
-    return ctx
-
-
-def _client_context(cert_file: str | Path | None, key_file: str | Path | None, key_password: str | bytes | None,
-                    pkcs12_file: str | Path | None, pkcs12_password: str | bytes | None, ca_file: str | Path | None,
-                    verify: bool, min_version: str, max_version: str, keylog: KeylogSink | None) -> SSL.Context:
     ctx = _base_context(SSL.TLS_CLIENT_METHOD, min_version, max_version, keylog)
     credentials = _load_credentials(cert_file, key_file, key_password, pkcs12_file, pkcs12_password)
     if credentials is not None:
@@ -375,6 +363,8 @@ def _client_context(cert_file: str | Path | None, key_file: str | Path | None, k
     else:  # the system store: OpenSSL verifies (or, without verify, records problems) against it
         ctx.set_default_verify_paths()
     ctx.set_verify(SSL.VERIFY_PEER, _enforcing_verify if verify else _recording_verify)
+    if cache_key is not None:
+        _remember(_CLIENT_CONTEXTS, cache_key, ctx)
     return ctx
 
 
@@ -510,10 +500,15 @@ def _load_credentials(
         return _CREDENTIALS_CACHE[cache_key]
     credentials = _load_credentials_uncached(cert_file, key_file, key_password, pkcs12_file, pkcs12_password)
     if cache_key is not None and credentials is not None:
-        if len(_CREDENTIALS_CACHE) >= _CREDENTIALS_CACHE_SIZE:
-            _CREDENTIALS_CACHE.pop(next(iter(_CREDENTIALS_CACHE)))
-        _CREDENTIALS_CACHE[cache_key] = credentials
+        _remember(_CREDENTIALS_CACHE, cache_key, credentials)
     return credentials
+
+
+def _remember(cache: dict[tuple[object, ...], Any], key: tuple[object, ...], value: object) -> None:
+    """Insert into a bounded cache, dropping the oldest entry when it is full."""
+    if len(cache) >= _CREDENTIALS_CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
 
 
 def _load_credentials_uncached(
