@@ -1,10 +1,19 @@
-"""Shared test helpers: run coroutines, start the emulator, build probe configs."""
+"""Shared test helpers: run coroutines, start the emulator, build probe configs, run the CLI.
+
+Test modules share code through this module, tests/servers/* and tests/conftest.py's
+fixtures; no test module imports another.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from probe.conversation import ProbeConfig, Secret
@@ -16,6 +25,36 @@ from probe.radius.transport import RetryPolicy
 T = TypeVar("T")
 
 FAST = RetryPolicy(timeout_s=0.5, retries=1, listen_s=1.0)  # a discard is classified in 1 s
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "probe.cli"]
+CLI_TIMEOUT_S = 60.0  # every CLI subprocess is bounded by this unless a test says otherwise
+WAIT_S = 45.0  # every polling wait is bounded by this (or less)
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a CLI subprocess: no RADIUS_PROBE_* from the caller, this checkout's probe first."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RADIUS_PROBE_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env.update(extra or {})
+    return env
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = CLI_TIMEOUT_S,
+        input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``python3 -m probe.cli *args`` in a subprocess, bounded by ``timeout`` (returncode, stdout, stderr)."""
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env=clean_env(env),
+                          input=input)
+
+
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = WAIT_S, step: float = 0.1) -> Any:
+    """Poll ``predicate`` until it returns something truthy; a bounded number of tries."""
+    for _ in range(int(timeout / step)):
+        got = predicate()
+        if got:
+            return got
+        time.sleep(step)
+    raise AssertionError(f"gave up waiting for {what}")
 
 
 def run(coro: Awaitable[T]) -> T:

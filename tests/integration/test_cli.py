@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.helpers import free_udp_port
+from tests.helpers import CLI, cli, free_udp_port
 
-CLI = [sys.executable, "-m", "probe.cli"]
 LAB_SECRET = "radius-probe-lab"
-
-
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RADIUS_PROBE_")}
-    full_env.update(env or {})
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
 @pytest.fixture(scope="module")

@@ -86,8 +86,8 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return init_pki(tmp_path_factory.mktemp("pki"))
+def pki(lab_pki: Pki) -> Pki:
+    return lab_pki  # the session's PKI (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

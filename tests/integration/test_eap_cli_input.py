@@ -20,8 +20,7 @@ import pytest
 from probe.emulator.config import DEFAULT_PASSWORD, DEFAULT_SECRET, default_users
 from probe.pki import Pki, init_pki
 from probe.radius import packet as pk
-from tests.helpers import free_udp_port
-from tests.integration.test_cli import CLI, cli
+from tests.helpers import CLI, cli, free_udp_port
 
 P12_PASSWORD = "P12-Passw0rd-never-shown"
 KEY_PASSPHRASE = "Key-Passphrase-never-shown"

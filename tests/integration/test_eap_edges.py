@@ -33,7 +33,7 @@ from probe.emulator.config import (
 )
 from probe.emulator.server import NpsEmulator, _Answer
 from probe.outcome import Outcome
-from probe.pki import Pki, init_pki
+from probe.pki import Pki
 from probe.radius import packet as pk
 from probe.radius.transport import RetryPolicy
 from tests.helpers import emulator, rogue, run
@@ -47,8 +47,8 @@ METHODS = ("eap-tls", "peap-mschapv2", "peap-tls")
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return init_pki(tmp_path_factory.mktemp("pki"), extra_users=list(default_config().users))
+def lab(lab_pki: Pki) -> Pki:
+    return lab_pki  # the session's PKI (tests/conftest.py): a certificate for every emulator user
 
 
 def probe_cfg(lab: Pki, port: int, method: str = "eap-tls", user: str = "alice", **kw: object) -> ProbeConfig:

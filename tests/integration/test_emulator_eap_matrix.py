@@ -10,7 +10,7 @@ import pytest
 from probe.conversation import ProbeConfig, Secret, TlsOptions, authenticate
 from probe.emulator.config import DEFAULT_PASSWORD, DEFAULT_SECRET, EapSettings, default_config
 from probe.outcome import Outcome
-from probe.pki import Pki, init_pki
+from probe.pki import Pki
 from probe.radius.transport import RetryPolicy
 from tests.helpers import emulator, run
 
@@ -20,8 +20,9 @@ FAST = RetryPolicy(timeout_s=1.0, retries=1, listen_s=2.5)
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return init_pki(tmp_path_factory.mktemp("pki"), extra_users=USERS)
+def lab(lab_pki: Pki) -> Pki:
+    assert set(USERS) <= set(lab_pki.users)
+    return lab_pki  # the session's PKI (tests/conftest.py): a certificate for every emulator user
 
 
 def probe_cfg(lab: Pki, port: int, method: str, user: str, *, cert_user: str | None = None,

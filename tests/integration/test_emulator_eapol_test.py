@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +50,8 @@ class EapNps(NpsEmulator):
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> pki.Pki:
-    return pki.init_pki(tmp_path_factory.mktemp("pki"), now=datetime.now(timezone.utc))
+def lab(lab_pki: pki.Pki) -> pki.Pki:
+    return lab_pki  # the session's PKI (tests/conftest.py)
 
 
 def policy_for(lab: pki.Pki, **changes: Any) -> EapServerPolicy:

@@ -41,7 +41,7 @@ from probe.emulator.eap_server import (
 )
 from probe.emulator.server import NpsEmulator
 from probe.outcome import Outcome
-from probe.pki import Pki, init_pki
+from probe.pki import Pki
 from probe.radius.transport import RadiusClient, RetryPolicy
 from tests.servers.eapol_test import (
     EAPOL_TEST,
@@ -71,8 +71,9 @@ class RecordingNps(NpsEmulator):
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return init_pki(tmp_path_factory.mktemp("pki"), extra_users=USERS)
+def lab(lab_pki: Pki) -> Pki:
+    assert set(USERS) <= set(lab_pki.users)
+    return lab_pki  # the session's PKI (tests/conftest.py): a certificate for every emulator user
 
 
 def policy_for(lab: Pki, **changes: Any) -> EapServerPolicy:

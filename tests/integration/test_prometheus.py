@@ -22,8 +22,9 @@ import pytest
 import yaml
 
 from probe import metrics
-from tests.integration.test_serve import (EMULATOR_USERS, LAB_CHECKS, Served, start_emulator, start_serve, stop,
-                                          wait_until, write_secrets, probe_file)
+from tests.helpers import wait_until
+from tests.servers.serve import (EMULATOR_USERS, LAB_CHECKS, Served, probe_file, start_emulator, start_serve, stop,
+                                 write_secrets)
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "contrib" / "prometheus-alerts.yml"
