@@ -124,7 +124,7 @@ def test_65s_hold_is_an_accept_outside_the_window(server: FreeRadiusServer, secr
     since = len(server.events())
     rc, doc = probe(server.port, secret_file, "slow")
     assert doc["result"] == "accept" and not doc["late"]
-    assert 64.5 <= doc["final_response_s"] <= 75
+    assert doc["final_response_s"] >= 64.5  # the 65 s hold, as the Outcome timed it
     assert doc["within_window"] is False and doc["window_s"] == 60 and rc == 2
     assert "answer_outside_window" in codes(doc)
     assert doc["retransmissions"] == 2  # at 30 s and 60 s: the server saw duplicates, held once

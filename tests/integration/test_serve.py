@@ -141,7 +141,7 @@ def test_probe_named_target_and_address(served: Served, lab: Lab) -> None:
     assert got[("probe_success", ())] == 1
     assert got[("probe_radius_result", (("result", "accept"),))] == 1
     assert got[("probe_radius_round_trips", ())] == 1
-    assert 0 <= got[("probe_radius_final_response_seconds", ())] < 1
+    assert 0 <= got[("probe_radius_final_response_seconds", ())] <= got[("probe_duration_seconds", ())]
     assert not any(name.startswith("radius_probe_") for name, _ in got)  # a fresh registry per request
     status, body = served.get(f"/probe?target=127.0.0.1:{lab.emulator_port}&module=carol")
     got = parse(body)
@@ -315,10 +315,12 @@ class CountingScheduler(Scheduler):
         super().__init__(*args, **kw)
         self.now: dict[str, int] = {}
         self.peak: dict[str, int] = {}
+        self.peak_total = 0  # most runs of any checks under way at once, counted as each run starts
 
     async def execute(self, check: Any) -> Any:
         self.now[check.name] = self.now.get(check.name, 0) + 1
         self.peak[check.name] = max(self.peak.get(check.name, 0), self.now[check.name])
+        self.peak_total = max(self.peak_total, sum(self.now.values()))
         try:
             return await super().execute(check)
         finally:
@@ -343,13 +345,15 @@ def test_scheduler_never_overlaps_a_check_and_bounds_concurrency(tmp_path: Path)
             scheduler = CountingScheduler(RunOptions(concurrency=3), lambda r, _: results.append(r.check.name),
                                           max_jitter_s=0.0)
             scheduler.apply(load_probe_files([str(path)]))
-            peak = 0
-            for _ in range(300):  # about 3 s of samples
+            for _ in range(3000):  # bounded (30 s): until every sloth has run at least twice
                 await asyncio.sleep(0.01)
-                peak = max(peak, scheduler.in_flight)
+                if all(results.count(f"s{i}") >= 2 for i in range(4)):
+                    break
             assert scheduler.states[("held", "lab")].running  # the user "slow" holds 65 s: still in flight
-            cancelled = await scheduler.stop(grace_s=2.0)  # sloths finish in 0.3 s; the 65 s hold cannot
-        assert 2 <= peak <= 3  # the global bound holds, the held check occupying one slot
+            cancelled = await scheduler.stop(grace_s=5.0)  # sloths finish in 0.3 s; the 65 s hold cannot
+        # The global bound holds; the held check occupies one slot from the start, so every sloth run
+        # overlapped it.
+        assert scheduler.peak_total == 3
         assert max(scheduler.peak.values()) == 1  # no check ever overlapped itself
         assert cancelled == 1  # the held check could not finish within the grace: cancelled
         for i in range(4):

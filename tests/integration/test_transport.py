@@ -115,11 +115,13 @@ def test_retransmissions_are_byte_identical_from_the_same_port() -> None:
 
 
 def test_icmp_port_unreachable_is_unreachable() -> None:
+    # A timeout far beyond any scheduling delay: had the timer ended it, there would be retransmissions.
     o = run(authenticate(pap(("127.0.0.1", free_udp_port()), "alice",
-                             policy=RetryPolicy(timeout_s=2, retries=2, listen_s=6))))
+                             policy=RetryPolicy(timeout_s=30, retries=2, listen_s=90))))
     assert (o.result, o.error_kind) == ("error", "unreachable")
     assert [d["code"] for d in o.diagnosis] == ["port_unreachable"]
-    assert o.duration_s < o.client_timeout_s  # ended by the ICMP error, not by the timeout
+    assert o.retransmissions == 0 and o.client_timeout_s == 90  # ended by the ICMP error, not by the timeout
+    assert [(a.round, a.retransmission, a.code, a.answered_s) for a in o.attempts] == [(1, 0, None, None)]
 
 
 def test_rras_profile_attributes_reach_the_server() -> None:
