@@ -200,7 +200,7 @@ def test_insecure_with_the_wrong_ca_skips_validation_with_a_warning(emulator_por
     r = eap_tls(emulator_port, lab, "--insecure", "--ca", str(lab.untrusted_ca), "--server-name", "nps.lab.test")
     doc = json.loads(r.stdout)
     assert doc["result"] == "accept" and doc["error_kind"] is None and doc["mppe"] == "match", r.stdout
-    assert r.returncode in (0, 1)
+    assert r.returncode == 0, r.stdout  # auth's verdict today: the accept met its expectation
     assert doc["tls"]["validation"].startswith("skipped"), doc["tls"]["validation"]
     assert any("--insecure" in w for w in doc["warnings"]), doc["warnings"]
     _check_cert_entry(doc["tls"]["server_cert"])  # still reported

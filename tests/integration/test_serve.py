@@ -247,7 +247,9 @@ def test_reload_with_a_broken_file_keeps_the_old_config(tmp_path: Path, lab: Lab
         count = s.value("radius_probe_checks_total", **alice) or 0
         wait_until(lambda: (s.value("radius_probe_checks_total", **alice) or 0) > count, "alice to keep running")
         assert s.value("radius_probe_checks_configured") == 2
-        assert s.get("/health/bob-reject")[0] in (200, 503) and s.get("/-/ready")[0] == 200
+        wait_until(lambda: (s.value("radius_probe_checks_total", check="bob-reject", target="lab", module="bob",
+                                    result="reject") or 0) >= 1, "bob-reject's first result")
+        assert s.get("/health/bob-reject")[0] == 200 and s.get("/-/ready")[0] == 200  # the reject it expects
 
         probe.write_text(good.replace("name: bob-reject", "name: grace").replace("module: bob\n", "module: grace\n")
                          .replace("result: reject, ", ""))
