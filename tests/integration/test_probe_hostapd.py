@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from probe.conversation import ProbeConfig, Secret, TlsOptions, authenticate
+from probe.emulator.config import DEFAULT_PASSWORD, DEFAULT_SECRET
 from probe.outcome import Outcome
 from probe.pki import Pki
 from probe.radius.transport import RetryPolicy
@@ -38,6 +39,7 @@ USERS = [
     HostapdUser("anonymous", "PEAP"),  # PEAP: the probe's default outer identity
     HostapdUser("alice", "MSCHAPV2", PASSWORD, phase2=True),  # PEAP-MSCHAPv2's inner user
     HostapdUser("bob", "TLS", phase2=True),  # PEAP-TLS's inner user (bob's certificate inside the tunnel)
+    HostapdUser("grace", "TLS", phase2=True),  # PEAP-TLS's inner user that the emulator accepts too
 ]
 
 
@@ -51,14 +53,17 @@ def hostapd(tmp_path_factory: pytest.TempPathFactory, lab_pki: Pki) -> Iterator[
         yield srv
 
 
-def probe(srv: HostapdServer, lab: Pki, method: str, identity: str, *, password: str = PASSWORD,
-          cert_user: str | None = None, tls_max: str | None = None) -> Outcome:
+def config(address: tuple[str, int], secret: str, lab: Pki, method: str, identity: str, *, password: str = PASSWORD,
+           cert_user: str | None = None, tls_max: str | None = None) -> ProbeConfig:
     tls = TlsOptions(ca=str(lab.ca), server_name="nps.lab.test", tls_max=tls_max)
     if cert_user is not None:
         tls.cert, tls.key = str(lab.users[cert_user].cert), str(lab.users[cert_user].key)
-    cfg = ProbeConfig(address=("127.0.0.1", srv.port), secret=Secret(SECRET.encode()), method=method,
-                      identity=identity, password=Secret(password.encode()), tls=tls, policy=POLICY)
-    return asyncio.run(authenticate(cfg))
+    return ProbeConfig(address=address, secret=Secret(secret.encode()), method=method, identity=identity,
+                       password=Secret(password.encode()), tls=tls, policy=POLICY)
+
+
+def probe(srv: HostapdServer, lab: Pki, method: str, identity: str, **kw: Any) -> Outcome:
+    return asyncio.run(authenticate(config(("127.0.0.1", srv.port), SECRET, lab, method, identity, **kw)))
 
 
 def codes(o: Outcome) -> list[str]:
@@ -121,6 +126,28 @@ def test_eap_tls_bad_client_certificate_is_rejected(hostapd: HostapdServer, lab_
     assert codes(o) == ["client_certificate_rejected"] and o.mppe == "absent"
     assert o.tls is not None and o.tls["validation"] == "ok" and o.tls["client_cert"]["subject"] == f"CN={cert_user}"
     assert f"TLS: Certificate verification failed, {verify_error} depth 0 for '/CN={cert_user}'" in hostapd.log_text()
+
+
+@pytest.mark.parametrize("method, user", [("peap-mschapv2", "alice"), ("peap-tls", "grace")])
+def test_the_emulator_and_hostapd_give_the_probe_the_same_outcome(hostapd: HostapdServer, lab_pki: Pki,
+                                                                  lab_emulator: Any, method: str, user: str) -> None:
+    """Our own EAP server and hostapd's, the same method and the same certificates: the same verdict fields."""
+    cert_user = user if method == "peap-tls" else None
+
+    async def against_emulator() -> Outcome:
+        async with lab_emulator() as em:
+            return await authenticate(config(em.address, DEFAULT_SECRET, lab_pki, method, user,
+                                             password=DEFAULT_PASSWORD, cert_user=cert_user))
+
+    ours = asyncio.run(against_emulator())
+    theirs = probe(hostapd, lab_pki, method, user, cert_user=cert_user)
+
+    def fields(o: Outcome) -> tuple[object, ...]:
+        assert o.tls is not None
+        return (o.result, o.error_kind, o.exit_code, o.mppe, o.cryptobinding, o.message_authenticator, codes(o),
+                o.tls["version"], o.tls["validation"])
+
+    assert fields(ours) == fields(theirs) == ("accept", None, 0, "match", "valid", "valid", [], "TLSv1.2", "ok")
 
 
 def test_auth_cli_against_hostapd(hostapd: HostapdServer, lab_pki: Pki, probe_writer: Any, cli_runner: Any) -> None:

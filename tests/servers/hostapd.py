@@ -118,7 +118,7 @@ class HostapdServer:
             f"radius_server_clients={clients}",
             f"radius_server_auth_port={self.port}",
             "radius_server_acct_port=0",
-            *( [f"tls_flags={tls_flags}"] if tls_flags else []),
+            *([f"tls_flags={tls_flags}"] if tls_flags else []),
             *extra,
         ]
         self.conf.write_text("\n".join(lines) + "\n")
