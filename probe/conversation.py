@@ -377,6 +377,11 @@ class Conversation:
             return
         self._guard(now, self._unreachable, detail, now)
 
+    def abort(self, detail: str, now: float) -> None:
+        """The driver itself failed (a bug): the conversation ends as an ``internal`` error."""
+        if not self.done:
+            self._fail("internal", detail, now)
+
     # -- inside ----------------------------------------------------------------
 
     def _guard(self, now: float | None, fn: Callable[..., Any], *args: Any) -> Any:
