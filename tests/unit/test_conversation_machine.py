@@ -469,3 +469,36 @@ def test_importing_the_machine_and_the_blocking_driver_loads_no_event_loop() -> 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
                          env=env, cwd=root)
     assert out.stdout.strip() == "[]"
+
+
+def test_no_retransmission_once_the_retries_are_spent() -> None:
+    w = Wire(cfg())
+    w.at(2.0)
+    w.at(4.0)
+    for t in (6.0, 7.5, 9.99):  # a driver that wakes more often than asked sends nothing more
+        w.at(t)
+    assert [t - T0 for t, _ in w.sent] == [0.0, 2.0, 4.0] and not w.conv.done
+    w.at(10.0)
+    assert w.outcome.result == "discard"
+
+
+def test_a_later_round_that_cannot_be_built_ends_when_it_failed() -> None:
+    calls = itertools.count()
+    w = Wire(cfg("dave", otp="123456"), urandom=lambda n: bytes(n) if next(calls) == 0 else b"short")
+    w.answer(0.5, pk.ACCESS_CHALLENGE, [(pk.STATE, b"s")])
+    o = w.outcome
+    assert (o.error_kind, o.round_trips, o.duration_s) == ("internal", 2, pytest.approx(0.5))
+    assert [i for i, _ in w.freed] == [7, 8] and w.freed[1][1] is None and not w.in_use
+
+
+def test_a_bare_round_after_its_answer_reports_duplicates() -> None:
+    from probe.radius.transport import Round
+
+    request = pk.build_request(3, bytes(range(16)), [(pk.USER_NAME, b"alice")], SECRET)
+    rnd = Round(request, POLICY, SECRET)
+    assert rnd.poll(0.0) == request.raw and rnd.next_deadline == 2.0
+    reply = pk.build_reply(pk.ACCESS_ACCEPT, request, [], SECRET)
+    assert rnd.receive(reply, 0.5) is Disposition.ACCEPTED and rnd.done
+    assert rnd.receive(reply, 0.6) is Disposition.DUPLICATE and rnd.exchange.answered == 0.5
+    assert rnd.poll(3.0) is None and rnd.next_deadline is None and rnd.exchange.retransmissions == 0
+    assert "radius-probe-lab" not in repr(rnd)
