@@ -1,25 +1,28 @@
-"""One authentication: NAS attributes + method + transport -> Outcome.
+"""One authentication as a sans-IO state machine: NAS attributes + method -> Outcome.
 
 The loop is the same for every method: build an Access-Request for this round
-(fresh Request Authenticator, Message-Authenticator first, State echoed), send
-it through the transport, and let the method decide what an Access-Challenge
-means.  Every way a conversation can end becomes an Outcome; nothing raises.
+(fresh Request Authenticator, Message-Authenticator first, State echoed), let
+the driver send it, and let the method decide what an Access-Challenge means.
+``Conversation`` knows no sockets, event loop or clock: a driver
+(``probe.drivers.aio`` over the asyncio pool, ``probe.drivers.blocking`` over
+one plain UDP socket) allocates each round's Identifier, reads the time before
+every send, sends what the machine says, and hands back what arrives with its
+arrival time.  Every way a conversation can end becomes an Outcome; nothing raises.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from .outcome import DEFAULT_SLOW_FRACTION, AttemptRecord, Outcome, finalize
+from .outcome import DEFAULT_SLOW_FRACTION, AttemptRecord, Outcome
 from .radius import packet as pk
 from .radius.dictionary import RadiusDictionary, default_dictionary
 from .radius.profiles import NasContext, nas_attributes
-from .radius.transport import Exchange, RadiusClient, RetryPolicy, Tap
+from .radius.transport import Disposition, Exchange, RetryPolicy, Round
 
 if TYPE_CHECKING:
     from .eap.peer import EapPeer
@@ -274,96 +277,237 @@ def _reply_attributes(reply: pk.Packet, dictionary: RadiusDictionary) -> dict[st
 
 
 class Conversation:
-    """Runs one authentication over an open RadiusClient."""
+    """One authentication as a state machine; a driver does the I/O.
 
-    def __init__(self, cfg: ProbeConfig, client: RadiusClient, method: Method | None = None,
-                 dictionary: RadiusDictionary | None = None) -> None:
+    The driver's loop (see probe/drivers/aio.py and blocking.py)::
+
+        conv.start(clock())
+        while not conv.done:
+            if conv.wants_identifier:            # a new round: the driver allocates its Identifier
+                conv.begin_round(ident, previous_request_of(ident))
+            data = conv.poll(clock())            # time read BEFORE the send
+            if data is not None: send(data); continue
+            for ident, request in conv.released(): free(ident, request)
+            wait until conv.next_deadline for a datagram -> conv.receive(data, clock())
+                                         or an ICMP error -> conv.unreachable(detail, clock())
+        for ident, request in conv.released(): free(ident, request)
+        outcome = conv.outcome                   # complete, not yet judged
+
+    ``released()`` hands back the Identifiers whose round is over, with the request
+    each carried last (None if it was never built) so the driver can keep it as that
+    Identifier's ``previous`` and recognise a straggling answer to it as a stray.
+    """
+
+    def __init__(self, cfg: ProbeConfig, method: Method | None = None, *, nas_ip: str,
+                 dictionary: RadiusDictionary | None = None,
+                 urandom: Callable[[int], bytes] = os.urandom) -> None:
         self.cfg = cfg
-        self.client = client
         self.method = method if method is not None else make_method(cfg)
         self.dictionary = dictionary or default_dictionary()
+        self.nas_ip = nas_ip
+        self._urandom = urandom
+        self.outcome = Outcome(target=cfg.target, method=cfg.method, identity=cfg.identity, expected=cfg.expected,
+                               window_s=cfg.window_s, client_timeout_s=cfg.policy.client_deadline_s)
+        self.done = False
+        self.round: Round | None = None
+        self._t0 = 0.0
+        self._started = False
+        self._payload: RoundPayload | None = None  # the next round's payload, waiting for an Identifier
+        self._state: bytes | None = None
+        self._nas: list[pk.Attr] = []
+        self._ma_seen: list[str] = []
+        self._released: list[tuple[int, pk.Packet | None]] = []
+        self._last_now = 0.0  # the latest time a driver told us (ends a conversation that failed in begin_round)
 
-    def _nas_attrs(self) -> list[pk.Attr]:
-        ctx = NasContext(nas_ip=self.client.local_address[0], nas_identifier=self.cfg.nas_identifier,
-                         framed_mtu=self.cfg.framed_mtu)
-        return nas_attributes(self.cfg.profile, ctx, self.cfg.extra_attrs, self.dictionary)
+    def __repr__(self) -> str:  # never show secrets
+        return f"Conversation({self.cfg.method}, rounds={self.outcome.round_trips}, done={self.done})"
 
-    async def run(self) -> Outcome:
-        cfg = self.cfg
-        o = Outcome(target=cfg.target, method=cfg.method, identity=cfg.identity, expected=cfg.expected,
-                    window_s=cfg.window_s, client_timeout_s=cfg.policy.client_deadline_s)
-        t0 = self.client.clock()
+    # -- what the driver asks ------------------------------------------------
+
+    @property
+    def wants_identifier(self) -> bool:
+        """A round is ready to be built: call ``begin_round`` with a free Identifier."""
+        return not self.done and self._payload is not None
+
+    @property
+    def next_deadline(self) -> float | None:
+        """When to call ``poll`` again if nothing arrives (None: act now, or the conversation is over)."""
+        if self.done or self.round is None:
+            return None
+        return self.round.next_deadline
+
+    def released(self) -> list[tuple[int, pk.Packet | None]]:
+        """Identifiers whose round is over (and the request each carried); each is handed out once."""
+        out, self._released = self._released, []
+        return out
+
+    # -- what the driver tells -----------------------------------------------
+
+    def start(self, now: float) -> None:
+        """The conversation begins at ``now``: the method's first payload waits for an Identifier."""
+        if self._started:
+            return
+        self._started = True
+        self._t0 = self._last_now = now
+        self._guard(now, self._start)
+
+    def begin_round(self, identifier: int, previous: pk.Packet | None = None) -> None:
+        """Build this round's Access-Request for ``identifier`` (``previous``: its last request, for strays)."""
+        if not self.wants_identifier:
+            raise RuntimeError("begin_round without a round waiting for an Identifier")  # a driver bug
+        self._released.append((identifier, None))  # freed as-is if the request cannot be built
+        self._guard(None, self._begin_round, identifier, previous)
+
+    def poll(self, now: float) -> bytes | None:
+        """The datagram to send at ``now`` (read just before the send), or None; also handles timer expiry."""
+        if self.done or self.round is None:
+            return None
+        return self._guard(now, self._poll, now)
+
+    def receive(self, data: bytes, now: float) -> Disposition:
+        """A datagram that arrived at ``now`` for this conversation's current Identifier."""
+        if self.done or self.round is None:
+            return Disposition.DUPLICATE
+        result = self._guard(now, self._receive, data, now)
+        return result if result is not None else Disposition.DUPLICATE
+
+    def unreachable(self, detail: str, now: float) -> None:
+        """An ICMP-style error (port/host unreachable, socket closed): the round ends as ``unreachable``."""
+        if self.done or self.round is None:
+            return
+        self._guard(now, self._unreachable, detail, now)
+
+    def abort(self, detail: str, now: float) -> None:
+        """The driver itself failed (a bug): the conversation ends as an ``internal`` error."""
+        if not self.done:
+            self._fail("internal", detail, now)
+
+    # -- inside ----------------------------------------------------------------
+
+    def _guard(self, now: float | None, fn: Callable[..., Any], *args: Any) -> Any:
+        if now is not None:
+            self._last_now = max(self._last_now, now)
         try:
-            await self._converse(o, t0)
+            return fn(*args)
         except (pk.PacketError, MethodError) as exc:
-            o.result, o.error_kind, o.error_detail = "error", exc.kind, exc.detail
+            self._fail(exc.kind, exc.detail, now)
         except Exception as exc:  # a bug must still end in an Outcome, not a traceback
             log.debug("conversation failed", exc_info=True)
-            o.result, o.error_kind, o.error_detail = "error", "internal", f"{type(exc).__name__}: {exc}"
+            self._fail("internal", f"{type(exc).__name__}: {exc}", now)
+        return None
+
+    def _fail(self, kind: str, detail: str, now: float | None) -> None:
+        o = self.outcome
+        o.result, o.error_kind, o.error_detail = "error", kind, detail
+        self._release_round()
+        self._end(self._last_now if now is None else now)
+
+    def _end(self, now: float) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._payload = None
+        self._release_round()
         try:
-            self.method.report(o)
+            self.method.report(self.outcome)
         except Exception:  # the report is extra detail: never let it turn an Outcome into a traceback
             log.debug("method report failed", exc_info=True)
-        o.duration_s = self.client.clock() - t0
-        return finalize(o, slow_fraction=self.cfg.slow_fraction)
+        self.outcome.duration_s = now - self._t0
 
-    async def _converse(self, o: Outcome, t0: float) -> None:
+    def _release_round(self) -> None:
+        if self.round is not None:
+            self._released.append((self.round.identifier, self.round.request))
+            self.round = None
+
+    def _start(self) -> None:
+        ctx = NasContext(nas_ip=self.nas_ip, nas_identifier=self.cfg.nas_identifier, framed_mtu=self.cfg.framed_mtu)
+        self._nas = nas_attributes(self.cfg.profile, ctx, self.cfg.extra_attrs, self.dictionary)
+        self._next(self.method.start(), self._t0)
+
+    def _next(self, payload: RoundPayload | None, now: float) -> None:
+        if payload is None:
+            self._end(now)
+            return
+        if self.outcome.round_trips >= self.cfg.round_limit:
+            raise MethodError("eap", f"the server kept challenging: stopped after {self.cfg.round_limit} rounds")
+        self._payload = payload
+
+    def _begin_round(self, identifier: int, previous: pk.Packet | None) -> None:
         cfg = self.cfg
-        method = self.method
-        nas = self._nas_attrs()
-        user_name = (pk.USER_NAME, method.user_name.encode("utf-8"))
-        payload: RoundPayload | None = method.start()
-        state: bytes | None = None
-        ma_seen: list[str] = []
-        while payload is not None:
-            if o.round_trips >= cfg.round_limit:
-                raise MethodError("eap", f"the server kept challenging: stopped after {cfg.round_limit} rounds")
-            o.round_trips += 1
-            current = payload
+        current, self._payload = self._payload, None
+        assert current is not None
+        self.outcome.round_trips += 1
+        auth = self._urandom(16)  # a fresh Request Authenticator every round
+        attrs = [(pk.USER_NAME, self.method.user_name.encode("utf-8")), *self._nas]
+        if current.password is not None:
+            attrs.append(pk.password_attr(current.password, cfg.secret.value, auth))
+        attrs += current.attributes
+        if self._state is not None:
+            attrs.append((pk.STATE, self._state))
+        request = pk.build_request(identifier, auth, attrs, cfg.secret.value)
+        self._released.pop()  # built: the Identifier is released with its request when the round ends
+        self.round = Round(request, cfg.policy, cfg.secret.value, previous)
 
-            def build(ident: int, current: RoundPayload = current, state: bytes | None = state) -> pk.Packet:
-                auth = os.urandom(16)
-                attrs = [user_name, *nas]
-                if current.password is not None:
-                    attrs.append(pk.password_attr(current.password, cfg.secret.value, auth))
-                attrs += current.attributes
-                if state is not None:
-                    attrs.append((pk.STATE, state))
-                return pk.build_request(ident, auth, attrs, cfg.secret.value)
+    def _poll(self, now: float) -> bytes | None:
+        assert self.round is not None
+        data = self.round.poll(now)
+        if self.round.done:
+            self._end_round(now)
+        return data
 
-            ex = await self.client.exchange(build, cfg.policy)
-            self._record(o, ex, t0)
-            o.primary_auth_done = method.primary_auth_done
-            if ex.reply is None:
-                o.final_response_s = None  # the final round went unanswered
-                if ex.error_kind:
-                    o.result, o.error_kind, o.error_detail = "error", ex.error_kind, ex.error_detail
-                else:
-                    o.result = "discard"
-                break
-            reply = ex.reply.packet
-            ma_seen.append(ex.reply.message_authenticator)
-            if ex.reply.message_authenticator == "absent" and reply.eap() is not None:
-                note = "a reply carrying EAP-Message had no Message-Authenticator (RFC 3579 requires one)"
-                if note not in o.warnings:
-                    o.warnings.append(note)
-            o.message_authenticator = "absent" if "absent" in ma_seen else "valid"
-            o.final_response_s = ex.response_s
-            o.late = o.late or ex.late  # a round past the client's timeout loses the user, whatever follows
-            message = reply.get(pk.REPLY_MESSAGE)
-            o.reply_message = message.decode("utf-8", "replace") if message is not None else None
-            o.reply_attributes = _reply_attributes(reply, self.dictionary)
-            if reply.code == pk.ACCESS_CHALLENGE:
-                state = reply.get(pk.STATE)
-                payload = method.on_challenge(reply)
-                if payload is None:
-                    o.result = "challenge"
-                continue
-            o.result = "accept" if reply.code == pk.ACCESS_ACCEPT else "reject"
-            method.on_final(reply, ex.request, o)
-            payload = None
+    def _receive(self, data: bytes, now: float) -> Disposition:
+        assert self.round is not None
+        disposition = self.round.receive(data, now)
+        if self.round.done:
+            self._end_round(now)
+        return disposition
 
-    def _record(self, o: Outcome, ex: Exchange, t0: float) -> None:
+    def _unreachable(self, detail: str, now: float) -> None:
+        assert self.round is not None
+        self.round.unreachable(detail, now)
+        self._end_round(now)
+
+    def _end_round(self, now: float) -> None:
+        rnd = self.round
+        assert rnd is not None and rnd.done
+        self._release_round()
+        ex = rnd.exchange
+        o, method = self.outcome, self.method
+        self._record(ex)
+        o.primary_auth_done = method.primary_auth_done
+        if ex.reply is None:
+            o.final_response_s = None  # the final round went unanswered
+            if ex.error_kind:
+                o.result, o.error_kind, o.error_detail = "error", ex.error_kind, ex.error_detail
+            else:
+                o.result = "discard"
+            self._end(now)
+            return
+        reply = ex.reply.packet
+        self._ma_seen.append(ex.reply.message_authenticator)
+        if ex.reply.message_authenticator == "absent" and reply.eap() is not None:
+            note = "a reply carrying EAP-Message had no Message-Authenticator (RFC 3579 requires one)"
+            if note not in o.warnings:
+                o.warnings.append(note)
+        o.message_authenticator = "absent" if "absent" in self._ma_seen else "valid"
+        o.final_response_s = ex.response_s  # from the round's first transmission
+        o.late = o.late or ex.late  # a round past the client's timeout loses the user, whatever follows
+        message = reply.get(pk.REPLY_MESSAGE)
+        o.reply_message = message.decode("utf-8", "replace") if message is not None else None
+        o.reply_attributes = _reply_attributes(reply, self.dictionary)
+        if reply.code == pk.ACCESS_CHALLENGE:
+            self._state = reply.get(pk.STATE)
+            payload = method.on_challenge(reply)
+            if payload is None:
+                o.result = "challenge"
+            self._next(payload, now)
+            return
+        o.result = "accept" if reply.code == pk.ACCESS_ACCEPT else "reject"
+        method.on_final(reply, ex.request, o)
+        self._end(now)
+
+    def _record(self, ex: Exchange) -> None:
+        o, t0 = self.outcome, self._t0
         o.retransmissions += ex.retransmissions
         for i, sent in enumerate(ex.sent):
             last = i == len(ex.sent) - 1
@@ -377,35 +521,26 @@ class Conversation:
             o.attempts.append(rec)
 
 
-async def authenticate(cfg: ProbeConfig, client: RadiusClient | None = None, *,
-                       keylog: Callable[[bytes], None] | None = None,
-                       tap: Tap | None = None, resume: bool = False, method: Method | None = None) -> Outcome:
-    """Run one probe; opens (and closes) a client unless one is given.
+# -- fast reconnect (--resume): a second conversation offering the first's TLS session -------------
 
-    Bad local input (unreadable certificate, wrong PKCS#12 password) raises before
-    anything is sent; everything the server does ends in the returned Outcome.
-    With ``resume`` (TLS methods), a successful authentication is followed by a
-    second one offering the first's TLS session (fast reconnect); the second's
-    Outcome is returned, its ``tls.resumption`` says whether the server resumed.
+
+def method_for_resumption(cfg: ProbeConfig, method: Method, first: Outcome,
+                          keylog: Callable[[bytes], None] | None = None) -> Method | None:
+    """The method for the second conversation of ``--resume``, or None to stop at ``first``.
+
+    Only an accepted TLS method is followed up; with no session to offer, ``first`` gets a warning.
     """
-    if method is None:
-        method = make_method(cfg, keylog)
-    if client is not None:
-        return await _authenticate(cfg, client, method, keylog, resume)
-    async with RadiusClient(cfg.address, cfg.secret.value, clock=time.monotonic, tap=tap) as own:
-        return await _authenticate(cfg, own, method, keylog, resume)
-
-
-async def _authenticate(cfg: ProbeConfig, client: RadiusClient, method: Method,
-                        keylog: Callable[[bytes], None] | None, resume: bool) -> Outcome:
-    first = await Conversation(cfg, client, method).run()
-    if not resume or not isinstance(method, EapMethod) or first.result != "accept":
-        return first
+    if not isinstance(method, EapMethod) or first.result != "accept":
+        return None
     session = method.peer.session_for_resumption()
     if session is None:
         first.warnings.append("fast reconnect: no TLS session to resume after the first authentication")
-        return first
-    second = await Conversation(cfg, client, make_method(cfg, keylog, session)).run()
+        return None
+    return make_method(cfg, keylog, session)
+
+
+def note_resumption(first: Outcome, second: Outcome) -> None:
+    """Record in ``second`` (the Outcome reported) whether the server resumed ``first``'s session."""
     resumed = bool(second.tls and second.tls.get("resumed"))
     if second.tls is not None:
         second.tls["resumption"] = {"offered": True, "resumed": resumed,
@@ -414,4 +549,15 @@ async def _authenticate(cfg: ProbeConfig, client: RadiusClient, method: Method,
     if not resumed:
         second.warnings.append("fast reconnect: the server did a full handshake instead of resuming "
                                "(TLS session caching / fast reconnect is off on the server)")
-    return second
+
+
+def __getattr__(name: str) -> Any:
+    """``authenticate`` moved to probe.drivers.aio (asyncio is not imported here); still reachable, lazily.
+
+    Temporary, for callers not switched yet (probe/checks.py, cli.py, demo.py, tests).
+    """
+    if name == "authenticate":
+        from .drivers.aio import authenticate
+
+        return authenticate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,34 +1,47 @@
-"""asyncio UDP transport for the probe: send, retransmit, wait out MFA, timestamp.
+"""How a RADIUS client waits for one answer, without any I/O (sans-IO).
+
+``Round`` is one request/reply exchange as a state machine: the driver asks it
+which datagram to send now (``poll(now)``, called with a timestamp read BEFORE
+the send), when to call again (``next_deadline``), and hands it what arrives
+(``receive(data, now)``) and ICMP-style errors (``unreachable(detail, now)``).
+It never reads a clock and never touches a socket; the drivers in
+``probe.drivers`` (asyncio pool, blocking socket) do that.
 
 Behaviour a real NAS relies on and that we keep:
-- a retransmission is byte-identical and leaves from the same source port, so
-  NPS treats it as a duplicate of the pending request (not a second push);
+- a retransmission is byte-identical (the driver sends it from the same source
+  port), so NPS treats it as a duplicate of the pending request (not a second push);
 - replies are matched by Identifier and verified; an invalid reply is recorded
   and ignored (a spoofed or mis-keyed datagram must not end the wait), and if
-  nothing valid follows the exchange ends as ``bad_authenticator``, not silence;
+  nothing valid follows the exchange ends as that error (``bad_authenticator`` /
+  ``malformed``), not as silence;
+- a reply that verifies against the Identifier's PREVIOUS request (which the
+  driver, who allocates Identifiers, hands to the round) is a stray, not an error;
 - past the client's own deadline (timeout x (retries + 1)) we keep listening for
   a late answer until ``listen_s``: a late reply is recorded as late, not lost;
-- ICMP port unreachable (ECONNREFUSED on the connected socket) ends the wait;
-- a pool of connected sockets, 256 Identifiers each, so any number of requests
-  can be in flight to one server.
-All times are ``time.monotonic()`` seconds.
+- ICMP port unreachable ends the wait.
+All times are seconds of whatever monotonic clock the driver uses.
 """
 
 from __future__ import annotations
 
-import asyncio
+import enum
 import errno
-import socket
-import time
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .packet import Packet, PacketError, Reply, verify_reply
+
+if TYPE_CHECKING:  # the asyncio pool lives in probe.drivers.aio; re-exported lazily below
+    from ..drivers.aio import RadiusClient as RadiusClient
 
 Clock = Callable[[], float]
 # Sees every datagram: (direction "out"/"in", data, local (ip, port), remote (ip, port)).
 Tap = Callable[[str, bytes, tuple[str, int], tuple[str, int]], None]
+
+UNREACHABLE = {errno.ECONNREFUSED: "ICMP port unreachable: nothing listens there",
+               errno.EHOSTUNREACH: "ICMP host unreachable", errno.ENETUNREACH: "ICMP network unreachable",
+               errno.EHOSTDOWN: "host is down"}
+"""OS errors on a connected UDP socket that mean the server cannot be reached, and what they mean."""
 
 
 @dataclass(frozen=True)
@@ -53,9 +66,9 @@ class Exchange:
     """One request/reply round trip with all its transmissions."""
 
     request: Packet
-    sent: list[float] = field(default_factory=list)  # monotonic time of each transmission
+    sent: list[float] = field(default_factory=list)  # time of each transmission (read before the send)
     reply: Reply | None = None
-    answered: float | None = None  # monotonic arrival of the accepted reply
+    answered: float | None = None  # arrival of the accepted reply
     late: bool = False  # answered after the client's own deadline
     error_kind: str | None = None  # unreachable | bad_authenticator | malformed (None: silence or reply)
     error_detail: str | None = None
@@ -67,209 +80,118 @@ class Exchange:
 
     @property
     def response_s(self) -> float | None:
-        return None if self.answered is None else self.answered - self.sent[0]
+        return None if self.answered is None or not self.sent else self.answered - self.sent[0]
 
 
-class Unreachable(Exception):
-    pass
+class Disposition(enum.Enum):
+    """What a round made of a datagram handed to it."""
+
+    ACCEPTED = "accepted"  # the verified answer: the round is over
+    IGNORED = "ignored"  # not trustworthy (recorded in Exchange.ignored); the wait goes on
+    STRAY = "stray"  # not ours: another Identifier, or an answer to the Identifier's previous request
+    DUPLICATE = "duplicate"  # the round is already over (e.g. a second answer to a retransmission)
 
 
-@dataclass
-class _Pending:
-    request: Packet
-    future: asyncio.Future[tuple[Reply, float]]
-    ignored: list[tuple[float, str, str]]
+class Round:
+    """One exchange as a state machine: send, retransmit byte-identically, verify, wait out late answers."""
 
-
-_UNREACHABLE = {errno.ECONNREFUSED: "ICMP port unreachable: nothing listens there",
-                errno.EHOSTUNREACH: "ICMP host unreachable", errno.ENETUNREACH: "ICMP network unreachable",
-                errno.EHOSTDOWN: "host is down"}
-
-
-class _Socket(asyncio.DatagramProtocol):
-    def __init__(self, clock: Clock, secret: bytes, tap: Tap | None = None) -> None:
-        self.clock = clock
+    def __init__(self, request: Packet, policy: RetryPolicy, secret: bytes, previous: Packet | None = None) -> None:
+        self.request = request
+        self.policy = policy
         self._secret = secret
-        self.tap = tap
-        self.transport: asyncio.DatagramTransport | None = None
-        self.free: deque[int] = deque(range(256))
-        self.pending: dict[int, _Pending] = {}
-        self.previous: dict[int, Packet] = {}  # the last request of each released Identifier
-        self.stray = 0
+        self.previous = previous  # the Identifier's earlier request, so its straggling answers are strays
+        self.exchange = Exchange(request)
+        self.done = False
+        self._retries_left = policy.retries
+        self._next_send: float | None = None  # None: the first transmission is due
+        self._deadline = 0.0
+        self._listen_end = 0.0
 
     def __repr__(self) -> str:  # never show the secret
-        return f"_Socket(pending={len(self.pending)}, free={len(self.free)})"
+        return f"Round(identifier={self.request.identifier}, sent={len(self.exchange.sent)}, done={self.done})"
 
-    def release(self, ident: int, request: Packet) -> None:
-        """Free an Identifier; remember its request so a straggling answer to it is not blamed on the next."""
-        del self.pending[ident]
-        self.previous[ident] = request
-        self.free.append(ident)  # reused last
+    @property
+    def identifier(self) -> int:
+        return self.request.identifier
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    @property
+    def next_deadline(self) -> float | None:
+        """When ``poll`` must be called again if nothing arrives (None: poll now, or the round is over)."""
+        if self.done or self._next_send is None:
+            return None
+        return min(self._next_send if self._retries_left else self._listen_end, self._listen_end)
 
-    def send(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.sendto(data)
-        if self.tap is not None:
-            self.tap("out", data, self.transport.get_extra_info("sockname")[:2],
-                     self.transport.get_extra_info("peername")[:2])
+    def poll(self, now: float) -> bytes | None:
+        """The datagram to send at ``now`` (first send or a due retransmission), or None.
 
-    def datagram_received(self, data: bytes, addr: object) -> None:
-        now = self.clock()
-        if self.tap is not None and self.transport is not None:
-            self.tap("in", data, self.transport.get_extra_info("sockname")[:2], addr[:2])  # type: ignore[index]
-        if len(data) < 2 or data[1] not in self.pending:
-            self.stray += 1
-            return
-        pending = self.pending[data[1]]
-        if pending.future.done():
-            return  # a second answer (e.g. to our retransmission): the first one counts
+        ``now`` is read by the driver just BEFORE it sends.  A poll at or after the
+        listen window's end ends the round (silence, or the last ignored reply's error).
+        """
+        if self.done:
+            return None
+        ex = self.exchange
+        if self._next_send is None:
+            ex.sent.append(now)
+            self._next_send = now + self.policy.timeout_s
+            self._deadline = now + self.policy.client_deadline_s
+            self._listen_end = now + self.policy.listen_until_s
+            return self.request.raw
+        if now >= self._listen_end:
+            self._finish()
+            return None
+        if self._retries_left and now >= self._next_send:
+            ex.sent.append(now)  # byte-identical; the driver sends it from the same socket, same source port
+            self._retries_left -= 1
+            self._next_send = now + self.policy.timeout_s
+            return self.request.raw
+        return None
+
+    def receive(self, data: bytes, now: float) -> Disposition:
+        """A datagram that arrived at ``now`` on the round's socket."""
+        if self.done:
+            return Disposition.DUPLICATE
+        if len(data) < 2 or data[1] != self.request.identifier:
+            return Disposition.STRAY
         try:
-            reply = verify_reply(data, pending.request, self._secret)
+            reply = verify_reply(data, self.request, self._secret)
         except PacketError as exc:
             if self._answers_previous(data):
-                self.stray += 1  # a late answer to the Identifier's earlier request
-                return
-            pending.ignored.append((now, exc.kind, exc.detail))
-            return
-        pending.future.set_result((reply, now))
+                return Disposition.STRAY  # a late answer to the Identifier's earlier request
+            self.exchange.ignored.append((now, exc.kind, exc.detail))
+            return Disposition.IGNORED
+        ex = self.exchange
+        ex.reply, ex.answered = reply, now
+        ex.late = bool(ex.sent) and now > self._deadline
+        self.done = True
+        return Disposition.ACCEPTED
 
     def _answers_previous(self, data: bytes) -> bool:
-        earlier = self.previous.get(data[1])
-        if earlier is None:
+        if self.previous is None:
             return False
         try:
-            verify_reply(data, earlier, self._secret)
+            verify_reply(data, self.previous, self._secret)
         except PacketError:
             return False
         return True
 
-    def error_received(self, exc: Exception) -> None:
-        reason = _UNREACHABLE.get(getattr(exc, "errno", None) or -1)
-        if reason is not None:
-            for pending in self.pending.values():
-                if not pending.future.done():
-                    pending.future.set_exception(Unreachable(reason))
+    def unreachable(self, detail: str, now: float) -> None:
+        """An ICMP-style error for the round's socket: the wait ends."""
+        if self.done:
+            return
+        self.exchange.error_kind, self.exchange.error_detail = "unreachable", detail
+        self.done = True
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        for pending in self.pending.values():
-            if not pending.future.done():
-                pending.future.set_exception(Unreachable(f"socket closed: {exc}"))
+    def _finish(self) -> None:
+        ex = self.exchange
+        if ex.reply is None and ex.error_kind is None and ex.ignored:
+            _, ex.error_kind, ex.error_detail = ex.ignored[-1]
+        self.done = True
 
 
-class RadiusClient:
-    """Client side of one RADIUS server address (a pool of sockets connected to it)."""
+def __getattr__(name: str) -> Any:
+    """``RadiusClient`` (the asyncio pool) moved to probe.drivers.aio; still importable from here."""
+    if name == "RadiusClient":
+        from ..drivers.aio import RadiusClient
 
-    def __init__(self, address: tuple[str, int], secret: bytes, *, clock: Clock = time.monotonic,
-                 tap: Tap | None = None) -> None:
-        self.address = address
-        self.tap = tap
-        self._secret = secret
-        self.clock = clock
-        self._sockets: list[_Socket] = []
-        self._grow = asyncio.Lock()
-        self.in_flight = 0
-        self.peak_in_flight = 0
-
-    def __repr__(self) -> str:  # never show the secret
-        return f"RadiusClient({self.address[0]}:{self.address[1]}, sockets={len(self._sockets)})"
-
-    async def __aenter__(self) -> "RadiusClient":
-        await self._new_socket()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for s in self._sockets:
-            if s.transport is not None:
-                s.transport.close()
-        self._sockets.clear()
-
-    @property
-    def local_address(self) -> tuple[str, int]:
-        """Source address of the first socket (what a NAS would put in NAS-IP-Address)."""
-        assert self._sockets and self._sockets[0].transport is not None
-        return self._sockets[0].transport.get_extra_info("sockname")[:2]
-
-    @property
-    def stray_replies(self) -> int:
-        return sum(s.stray for s in self._sockets)
-
-    async def _new_socket(self) -> _Socket:
-        loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
-        _, proto = await loop.create_datagram_endpoint(
-            lambda: _Socket(self.clock, self._secret, self.tap), remote_addr=self.address, family=family
-        )
-        self._sockets.append(proto)
-        return proto
-
-    async def _acquire(self) -> tuple[_Socket, int]:
-        for s in self._sockets:
-            if s.free:
-                return s, s.free.popleft()
-        async with self._grow:
-            for s in self._sockets:  # another task may have grown the pool meanwhile
-                if s.free:
-                    return s, s.free.popleft()
-            s = await self._new_socket()
-            return s, s.free.popleft()
-
-    async def exchange(self, make_request: Callable[[int], Packet], policy: RetryPolicy) -> Exchange:
-        """Send one request (built for the Identifier we allocate) and wait per *policy*."""
-        sock, ident = await self._acquire()
-        self.in_flight += 1
-        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        try:
-            request = make_request(ident)
-        except BaseException:
-            self.in_flight -= 1
-            sock.free.append(ident)
-            raise
-        loop = asyncio.get_running_loop()
-        pending = _Pending(request, loop.create_future(), [])
-        sock.pending[ident] = pending
-        ex = Exchange(request)
-        try:
-            await self._wait(sock, pending, ex, policy)
-        finally:
-            self.in_flight -= 1
-            sock.release(ident, request)
-        ex.ignored = pending.ignored
-        if ex.reply is None and ex.error_kind is None and pending.ignored:
-            _, ex.error_kind, ex.error_detail = pending.ignored[-1]
-        return ex
-
-    async def _wait(self, sock: _Socket, pending: _Pending, ex: Exchange, policy: RetryPolicy) -> None:
-        raw = pending.request.raw
-        sock.send(raw)
-        first = self.clock()
-        ex.sent.append(first)
-        next_send = first + policy.timeout_s
-        retries_left = policy.retries
-        deadline = first + policy.client_deadline_s
-        listen_end = first + policy.listen_until_s
-        while True:
-            now = self.clock()
-            wake = min(next_send if retries_left else listen_end, listen_end)
-            if wake > now:
-                await asyncio.wait([pending.future], timeout=wake - now)
-            if pending.future.done():
-                try:
-                    ex.reply, ex.answered = pending.future.result()
-                    ex.late = ex.answered > deadline
-                except Unreachable as exc:
-                    ex.error_kind, ex.error_detail = "unreachable", str(exc)
-                return
-            now = self.clock()
-            if now >= listen_end:
-                return
-            if retries_left and now >= next_send:
-                sock.send(raw)  # byte-identical, same socket, same source port
-                ex.sent.append(now)
-                retries_left -= 1
-                next_send = now + policy.timeout_s
+        return RadiusClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,7 +31,6 @@ from cryptography.hazmat.primitives import serialization
 from probe.checks import BLAST_RADIUS, CheckResult, RunOptions, run_checks
 from probe.config import load_probe_files
 from probe.conversation import (
-    Conversation,
     ProbeConfig,
     RoundPayload,
     Secret,
@@ -39,6 +38,7 @@ from probe.conversation import (
     authenticate,
 )
 from probe.diagnosis import CATALOGUE
+from probe.drivers.aio import converse
 from probe.eap import cryptobinding as cb
 from probe.eap import mschapv2 as ms
 from probe.eap import peap
@@ -521,7 +521,7 @@ def internal_error(lab: Lab) -> Outcome:
     async def go() -> tuple[Outcome, int]:
         async with emulator() as em:
             async with RadiusClient(em.address, SECRET) as client:
-                o = await Conversation(pap(em.address, "alice"), client, CrashingMethod()).run()
+                o = await converse(pap(em.address, "alice"), client, CrashingMethod())
             await asyncio.sleep(0.05)
             return o, em.requests
     o, requests = run(go())

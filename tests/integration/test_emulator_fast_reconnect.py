@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from probe.conversation import (
-    Conversation,
     EapMethod,
     ProbeConfig,
     Secret,
@@ -28,6 +27,7 @@ from probe.conversation import (
     authenticate,
     make_method,
 )
+from probe.drivers.aio import converse
 from probe.eap import cryptobinding as cb
 from probe.eap.packet import EapCode, EapPacket, EapType, identity_response
 from probe.eap.peer import EapPeer, PeerConfig, Resumption
@@ -207,7 +207,7 @@ def series(policy: EapServerPolicy, runs: list[Run]) -> tuple[list[Outcome], Rec
                     cfg = make_cfg(port)
                     method = make_method(cfg, None, offered_session(methods[offer]) if offer is not None else None)
                     assert isinstance(method, EapMethod)
-                    outcomes.append(await Conversation(cfg, client, method).run())
+                    outcomes.append(await converse(cfg, client, method))
                     methods.append(method)
         finally:
             await server.stop()
