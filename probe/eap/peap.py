@@ -99,14 +99,19 @@ class EapPeerError(Exception):
     ``kind`` is "tls", "eap", "cryptobinding" or "mschapv2"; ``detail`` says
     what happened in words (never a password or key). ``reply``: an EAP packet
     worth sending before giving up (a TLS alert, a Result TLV Failure), or
-    None. Imported by callers from :mod:`probe.eap.peer`.
+    None. ``state``: where the conversation was when it broke, filled in by
+    each layer on the way out (:meth:`probe.eap.peer.EapPeer.receive` gives
+    the whole path, e.g. "eap-tls/handshake", "peap/phase2/mschapv2",
+    "peap/phase2/cryptobinding"). Imported by callers from :mod:`probe.eap.peer`.
+    Not a ValueError: a handler for bad local input never swallows it.
     """
 
-    def __init__(self, kind: ErrorKind, detail: str, *, reply: bytes | None = None) -> None:
+    def __init__(self, kind: ErrorKind, detail: str, *, reply: bytes | None = None, state: str | None = None) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
         self.reply = reply
+        self.state = state
 
 
 # ---------------------------------------------------------------------------
@@ -167,8 +172,13 @@ def tlv_response(identifier: int, tlvs: bytes) -> EapPacket:
 class InnerMethod(Protocol):
     """What phase 2 needs from the inner method (MS-CHAPv2 here, EAP-TLS in peer.py)."""
 
-    eap_type: int
-    name: str
+    @property
+    def eap_type(self) -> int:
+        """The inner method's EAP type."""
+
+    @property
+    def name(self) -> str:
+        """Its name for messages."""
 
     def process(self, data: bytes) -> bytes:
         """Type-Data of an inner request -> Type-Data of our response."""
@@ -298,6 +308,19 @@ class Phase2:
         return self.result == "success"
 
     @property
+    def inner_label(self) -> str:
+        """The inner method in error states: "mschapv2", "tls"."""
+        kind = self.inner.eap_type
+        return EapType(kind).name.lower() if kind in EapType._value2member_map_ else str(kind)
+
+    @property
+    def position(self) -> str:
+        """Where phase 2 is, for error states: "identity", the inner method, or "result"."""
+        if self.result is not None:
+            return "result"
+        return self.inner_label if self._inner_started else "identity"
+
+    @property
     def primary_auth_done(self) -> bool:
         """The inner credential was proven (or a fast reconnect was accepted)."""
         return self.inner.succeeded or (self.succeeded and not self._inner_started)
@@ -357,10 +380,11 @@ class Phase2:
         try:
             reply = self.inner.process(packet.data)
         except EapPeerError as exc:
+            exc.state = f"{self.inner_label}/{exc.state}" if exc.state else self.inner_label
             if exc.reply is not None:
-                exc.reply = compress(EapPacket.response(packet.identifier, packet.type, exc.reply))
+                exc.reply = compress(EapPacket.response(packet.identifier, self.inner.eap_type, exc.reply))
             raise
-        return EapPacket.response(packet.identifier, packet.type, reply)
+        return EapPacket.response(packet.identifier, self.inner.eap_type, reply)
 
     def _count(self, what: str) -> None:
         """Stop a server that keeps asking the same thing."""
@@ -380,7 +404,8 @@ class Phase2:
         refusal = compress(tlv_response(packet.identifier, build_result_tlv(ResultStatus.FAILURE)))
         if not (self.inner.succeeded or (self._resumed and not self._inner_started)):
             self.result = "failure"
-            raise EapPeerError("eap", f"server sent Result Success before {self.inner.name} succeeded", reply=refusal)
+            raise EapPeerError("eap", f"server sent Result Success before {self.inner.name} succeeded", reply=refusal,
+                               state="result")
         keys = self._compound_keys()
         tlvs = build_result_tlv(ResultStatus.SUCCESS)
         if binding is None:
@@ -392,7 +417,7 @@ class Phase2:
             except CryptobindingError as exc:
                 self.cryptobinding = "invalid"
                 self.result = "failure"
-                raise EapPeerError("cryptobinding", str(exc), reply=refusal) from None
+                raise EapPeerError("cryptobinding", str(exc), reply=refusal, state="cryptobinding") from None
             self.cryptobinding = "valid"
             tlvs += build_cryptobinding_response(keys, request)
             self._mppe = mppe_keys_from_csk(keys, Role.SERVER)

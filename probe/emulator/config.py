@@ -175,7 +175,7 @@ def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) 
         cfg.secret = read_secret(p, f"{where}: secret_file")
         cfg.secret_source = f"secret_file {p}"
     elif "secret" in doc:
-        _need(isinstance(doc["secret"], str) and doc["secret"], f"{where}: secret", "must be a non-empty string")
+        _need(isinstance(doc["secret"], str) and bool(doc["secret"]), f"{where}: secret", "must be a non-empty string")
         cfg.secret = doc["secret"].encode()
         cfg.secret_source = f"the secret field of {where}"
     for flag in ("require_message_authenticator", "require_user_match"):

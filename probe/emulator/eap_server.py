@@ -62,6 +62,7 @@ from typing import Literal
 from OpenSSL import SSL
 
 from probe import pki
+from probe.credentials import load_client_credentials, load_trust
 from probe.eap import cryptobinding as cb
 from probe.eap import mschapv2 as ms
 from probe.eap.crypto import MppeKeys, Role, split_mppe_keys
@@ -369,11 +370,10 @@ class ServerTls:
     def _context(policy: EapServerPolicy, client_cert: Literal["none", "require"], max_version: str,
                  cache: FastReconnectCache | None) -> SSL.Context:
         """One server context; it caches sessions (stateful only: no tickets) when given a grant table."""
-        ctx = server_context(
-            cert_file=policy.server_cert, key_file=policy.server_key, key_password=policy.key_password,
-            ca_file=policy.ca_file if client_cert != "none" else None, client_cert=client_cert,
-            verify=False, min_version=policy.tls_min, max_version=max_version,
-        )
+        credentials = load_client_credentials(policy.server_cert, policy.server_key, policy.key_password)
+        trust = load_trust(policy.ca_file) if client_cert != "none" and policy.ca_file is not None else None
+        ctx = server_context(credentials=credentials, trust=trust, client_cert=client_cert, verify=False,
+                             min_version=policy.tls_min, max_version=max_version)
         ctx.set_options(SSL.OP_NO_TICKET)  # TLS 1.3: stateful tickets, backed by the cache like session IDs
         if cache is None:
             ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
