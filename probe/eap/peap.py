@@ -36,52 +36,48 @@ from collections.abc import Callable
 from typing import Literal, Protocol
 
 from probe.eap import mschapv2
-from probe.eap.crypto import MppeKeys, Role, split_mppe_keys
+from probe.eap.crypto import MppeKeys
 from probe.eap.cryptobinding import (
-    TLV_CRYPTOBINDING,
-    TLV_RESULT,
     CompoundKeys,
     CryptobindingError,
     ResultStatus,
-    Tlv,
-    TlvError,
     build_cryptobinding_response,
     build_result_tlv,
-    derive_compound_keys,
-    fast_reconnect_keys,
-    inner_session_key,
-    mppe_keys_from_csk,
-    parse_result,
-    parse_tlvs,
     verify_cryptobinding_request,
 )
 from probe.eap.packet import (
-    HEADER_LENGTH,
     EapCode,
     EapError,
     EapPacket,
     EapType,
-    Vendor,
     identity_response,
     nak,
-    parse_expanded,
 )
+from probe.eap.peap_common import (
+    CAPABILITIES_VENDOR_TYPE,
+    SOH_VENDOR_TYPE,
+    TUNNEL_KEY_LENGTH,
+    TlvSet,
+    compound_keys,
+    compress,
+    microsoft_extension,
+    read_tlvs,
+    result_packet,
+    session_mppe,
+)
+from probe.eap.peap_common import decompress as _decompress
+
+__all__ = [
+    "CAPABILITIES_VENDOR_TYPE", "SOH_VENDOR_TYPE", "TUNNEL_KEY_LENGTH", "EapPeerError", "InnerMethod",
+    "MschapV2Peer", "Phase2", "compound_keys", "compress", "decompress", "microsoft_extension", "tlv_response",
+    "type_name",
+]
 
 ErrorKind = Literal["tls", "eap", "cryptobinding", "mschapv2"]
-
-CAPABILITIES_VENDOR_TYPE = 0x22
-"""[MS-PEAP] 2.2.8.3 Capabilities Negotiation Method (vendor 0x137)."""
-SOH_VENDOR_TYPE = 0x21
-"""[MS-PEAP] 2.2.8.2 SoH EAP Extensions Method (vendor 0x137)."""
-
-TUNNEL_KEY_LENGTH = 60
-"""TK: the first 60 bytes of PRF(master, "client EAP encryption", randoms) ([MS-PEAP] 3.1.5.5.2.1)."""
 
 MAX_REPEATS = 4
 """How often the server may send the same kind of inner request (Identity,
 Capabilities, SoH, a proposal we Nak) before we call it a loop."""
-
-_HEADER_KEPT = (EapType.TLV, EapType.EXPANDED)
 
 _MSCHAP_ERRORS = {
     646: "restricted logon hours",
@@ -119,45 +115,11 @@ class EapPeerError(Exception):
 
 
 def decompress(data: bytes, outer: EapPacket) -> EapPacket:
-    """Decrypted tunnel data -> the inner EAP packet.
+    """Decrypted tunnel data -> the inner EAP packet; a header-less one takes ``outer``'s Code and Identifier.
 
-    A full header is recognised on a Request whose Length field covers the
-    data exactly and whose type is TLV or expanded (always sent with one) or
-    Identity (FreeRADIUS). Anything else is header-less and gets the outer
-    packet's Code and Identifier. (A header-less Identity prompt would have
-    to start with a NUL to be mistaken for a header.)
+    The rule is :func:`probe.eap.peap_common.decompress`, shared with the server.
     """
-    if _has_header(data):
-        return EapPacket.parse(data)
-    if not data:
-        raise EapError("empty inner EAP packet in the PEAP tunnel")
-    if data[0] == 0:
-        raise EapError("header-less inner EAP packet with the reserved Type 0")
-    return EapPacket(outer.code, outer.identifier, data[0], bytes(data[1:]))
-
-
-def _has_header(data: bytes) -> bool:
-    """Is ``data`` a whole EAP Request with its header?"""
-    if len(data) <= HEADER_LENGTH or data[0] != EapCode.REQUEST:
-        return False
-    declared = int.from_bytes(data[2:4], "big")
-    return declared == len(data) and data[HEADER_LENGTH] in (*_HEADER_KEPT, EapType.IDENTITY)
-
-
-def compress(packet: EapPacket) -> bytes:
-    """The inner packet as it travels in the tunnel: header-less unless TLV or expanded."""
-    wire = packet.to_bytes()
-    return wire if packet.type in _HEADER_KEPT else wire[HEADER_LENGTH:]
-
-
-def microsoft_extension(packet: EapPacket) -> str | None:
-    """Name [MS-PEAP]'s expanded-type requests: "capabilities", "soh", or None for anything else."""
-    if packet.type != EapType.EXPANDED:
-        return None
-    expanded = parse_expanded(packet)
-    if expanded.vendor_id != Vendor.MICROSOFT:
-        return None
-    return {CAPABILITIES_VENDOR_TYPE: "capabilities", SOH_VENDOR_TYPE: "soh"}.get(expanded.vendor_type)
+    return _decompress(data, outer.code, outer.identifier)
 
 
 def tlv_response(identifier: int, tlvs: bytes) -> EapPacket:
@@ -396,8 +358,8 @@ class Phase2:
 
     def _result(self, packet: EapPacket) -> EapPacket:
         """Answer the server's Result (and Cryptobinding) TLVs."""
-        status, binding = _read_tlvs(packet.data)
-        if status is ResultStatus.FAILURE:
+        tlvs = self._read_tlvs(packet.data)
+        if tlvs.result is ResultStatus.FAILURE:
             self.result = "failure"
             self._failure = "server sent Result TLV Failure"
             return tlv_response(packet.identifier, build_result_tlv(ResultStatus.FAILURE))
@@ -407,46 +369,35 @@ class Phase2:
             raise EapPeerError("eap", f"server sent Result Success before {self.inner.name} succeeded", reply=refusal,
                                state="result")
         keys = self._compound_keys()
-        tlvs = build_result_tlv(ResultStatus.SUCCESS)
-        if binding is None:
+        binding = b""
+        if tlvs.cryptobinding is None:
             self.cryptobinding = "absent"
-            self._mppe = split_mppe_keys(self._tunnel_key[:64], Role.SERVER)
+            self._mppe = session_mppe(self._tunnel_key, None)
         else:
             try:
-                request = verify_cryptobinding_request(keys, binding)
+                request = verify_cryptobinding_request(keys, tlvs.cryptobinding)
             except CryptobindingError as exc:
                 self.cryptobinding = "invalid"
                 self.result = "failure"
                 raise EapPeerError("cryptobinding", str(exc), reply=refusal, state="cryptobinding") from None
             self.cryptobinding = "valid"
-            tlvs += build_cryptobinding_response(keys, request)
-            self._mppe = mppe_keys_from_csk(keys, Role.SERVER)
+            binding = build_cryptobinding_response(keys, request)
+            self._mppe = session_mppe(self._tunnel_key, keys)
         self.result = "success"
-        return tlv_response(packet.identifier, tlvs)
+        return result_packet(EapCode.RESPONSE, packet.identifier, ResultStatus.SUCCESS, binding)
+
+    @staticmethod
+    def _read_tlvs(data: bytes) -> TlvSet:
+        """The validated TLV set (rules shared with the server: :func:`probe.eap.peap_common.read_tlvs`)."""
+        try:
+            return read_tlvs(data)
+        except EapError as exc:
+            raise EapPeerError("eap", str(exc), state="result") from None
 
     def _compound_keys(self) -> CompoundKeys:
         """IPMK/CMK from TK and the inner MSK, or the fast-reconnect keys when no inner method ran."""
-        tunnel = self._tunnel_key[:TUNNEL_KEY_LENGTH]
-        if not self._inner_started:
-            return fast_reconnect_keys(tunnel)
-        return derive_compound_keys(tunnel, inner_session_key(self.inner.msk()))
-
-
-def _read_tlvs(data: bytes) -> tuple[ResultStatus, Tlv | None]:
-    """The Result status and the Cryptobinding TLV (if any); unknown mandatory TLVs are errors."""
-    try:
-        tlvs = parse_tlvs(data)
-        results = [parse_result(tlv) for tlv in tlvs if tlv.tlv_type == TLV_RESULT]
-    except TlvError as exc:
-        raise EapPeerError("eap", f"malformed EAP-TLV request: {exc}") from None
-    bindings = [tlv for tlv in tlvs if tlv.tlv_type == TLV_CRYPTOBINDING]
-    unknown = [tlv.tlv_type for tlv in tlvs if tlv.mandatory and tlv.tlv_type not in (TLV_RESULT, TLV_CRYPTOBINDING)]
-    if unknown:
-        raise EapPeerError("eap", f"EAP-TLV request with unknown mandatory TLV type {unknown[0]}")
-    if len(results) != 1 or len(bindings) > 1:
-        raise EapPeerError("eap", f"EAP-TLV request needs one Result TLV (got {len(results)}) "
-                                  f"and at most one Cryptobinding TLV (got {len(bindings)})")
-    return results[0], bindings[0] if bindings else None
+        inner_msk = self.inner.msk() if self._inner_started else None
+        return compound_keys(self._tunnel_key, inner_msk, inner_method_ran=self._inner_started)
 
 
 def type_name(packet: EapPacket) -> str:
