@@ -178,7 +178,18 @@ class EapServerPolicy:
     @property
     def needs_client_certificates(self) -> bool:
         """True when some offered method authenticates with a client certificate."""
-        return "eap-tls" in self.methods or ("peap" in self.methods and "tls" in self.peap_inner)
+        outer = self.outer_types
+        return EapType.TLS in outer or (EapType.PEAP in outer and EapType.TLS in self.inner_types)
+
+    @property
+    def outer_types(self) -> tuple[EapType, ...]:
+        """The outer methods as EAP types, in proposal order."""
+        return tuple(OUTER_METHODS[name] for name in self.methods)
+
+    @property
+    def inner_types(self) -> tuple[EapType, ...]:
+        """PEAP's inner methods as EAP types, in proposal order."""
+        return tuple(INNER_METHODS[name] for name in self.peap_inner)
 
 
 def _known(name: str, values: tuple[str, ...], allowed: dict[str, EapType]) -> None:
@@ -202,8 +213,8 @@ class ServerTls:
     def __init__(self, policy: EapServerPolicy) -> None:
         self.fast_reconnect = FastReconnectCache(policy.fast_reconnect_sessions) if policy.fast_reconnect else None
         cache = self.fast_reconnect
-        outer = {OUTER_METHODS[name] for name in policy.methods}
-        inner = {INNER_METHODS[name] for name in policy.peap_inner} if EapType.PEAP in outer else set()
+        outer = set(policy.outer_types)
+        inner = set(policy.inner_types) if EapType.PEAP in outer else set()
         settings: dict[EapType, tuple[Literal["none", "require"], str]] = {
             EapType.PEAP: ("none", policy.tls_max_peap), EapType.TLS: ("require", policy.tls_max_eap_tls)}
         self.outer: dict[EapType, SSL.Context] = {
@@ -405,11 +416,11 @@ class EapServerSession:
             raise EapError(f"the conversation must start with an Identity response, got type {packet.type!r}")
         self.outer_identity = parse_identity(packet)
         self._identifier = packet.identifier
-        return self._propose(OUTER_METHODS[self.policy.methods[0]])
+        return self._propose(self.policy.outer_types[0])
 
     def _on_nak(self, packet: EapPacket) -> EapStep:
         """A legacy Nak: switch to the first requested method the policy offers."""
-        offered = [OUTER_METHODS[name] for name in self.policy.methods]
+        offered = self.policy.outer_types
         desired = parse_nak(packet)
         wanted = [kind for kind in desired if kind in offered and kind != self._outer_type]
         if not wanted:

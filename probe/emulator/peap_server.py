@@ -152,11 +152,11 @@ class PeapPhase2:
         if packet.type != EapType.IDENTITY:
             raise EapError(f"expected the inner Identity response, got type {packet.type!r}")
         self.identity = parse_identity(packet)
-        return self._propose(INNER_METHODS[self._policy.peap_inner[0]], identifier)
+        return self._propose(self._policy.inner_types[0], identifier)
 
     def _on_nak(self, packet: EapPacket, identifier: int) -> bytes | Finished:
         """The peer wants another inner method: take the first we also offer."""
-        offered = [INNER_METHODS[name] for name in self._policy.peap_inner]
+        offered = self._policy.inner_types
         desired = parse_nak(packet)
         wanted = [kind for kind in desired if kind in offered and kind != self.inner]
         if not wanted:

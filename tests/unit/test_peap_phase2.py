@@ -35,7 +35,7 @@ from probe.eap.packet import EapCode, EapError, EapPacket, EapType
 from probe.eap.peap import EapPeerError, MschapV2Peer, Phase2
 from probe.emulator.fast_reconnect import FastReconnectGrant, FastReconnectStats
 from probe.emulator.nps_rules import Reason
-from probe.emulator.peap_server import Finished, PeapPhase2
+from probe.emulator.peap_server import INNER_METHODS, Finished, PeapPhase2
 
 PASSWORD = "Lab-Password-1"
 TUNNEL_KEY = bytes(range(128))  # the 128-byte TLS key block: TK is its first 60 bytes, the MSK its first 64
@@ -62,6 +62,10 @@ class Policy:
     peap_inner: tuple[str, ...] = ("mschapv2",)
     cryptobinding: str = "optional"
     server_name: str = "NPS"
+
+    @property
+    def inner_types(self) -> tuple[EapType, ...]:
+        return tuple(INNER_METHODS[name] for name in self.peap_inner)
 
 
 class FixedTunnel:
