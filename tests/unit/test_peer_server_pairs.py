@@ -293,3 +293,38 @@ def test_no_common_method(lab: pki.Pki) -> None:
     assert (r.server.kind, r.server.reason) == ("failure", Reason.EAP_NOT_COMPLETED)
     assert r.server.text == "the peer Nak'ed peap and asks for types [13], none of which the policy allows"
     assert r.peer is not None and r.peer.state == "failure"
+
+
+def test_a_server_that_cannot_prove_the_password_is_caught_in_phase_2(lab: pki.Pki,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    real = peap_server.ms
+
+    class LyingMschap:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        @staticmethod
+        def generate_authenticator_response(password: str, *args: object) -> bytes:
+            return real.generate_authenticator_response(password + "-not-it", *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(peap_server, "ms", LyingMschap())
+    peer = peer_for(lab, "peap-mschapv2")
+    r = converse(peer, session(lab))
+    assert r.error is not None and (r.error.kind, r.error.state) == ("mschapv2", "peap/phase2/mschapv2")
+    assert r.error.detail == "server failed to prove knowledge of the password"
+    assert not peer.primary_auth_done and peer.state == "failure"
+
+
+def test_duplicate_requests_get_the_same_step(lab: pki.Pki) -> None:
+    peer = peer_for(lab, "eap-tls")
+    server = session(lab, methods=("eap-tls",))
+    start = server.handle(peer.start()).eap
+    first, again = peer.receive(start), peer.receive(start)
+    assert first == again and first.reply is not None and first.state == "running" and not first.keys_available
+
+
+def test_eap_success_before_the_method_finished_names_the_state(lab: pki.Pki) -> None:
+    peer = peer_for(lab, "peap-mschapv2")
+    with pytest.raises(EapPeerError) as caught:
+        peer.receive(EapPacket.success(0).to_bytes())
+    assert (caught.value.kind, caught.value.state) == ("eap", "eap/success")
