@@ -265,7 +265,8 @@ class TlsLeg:
         except EapTlsError as exc:
             raise EapPeerError("tls", exc.reason, state="server_certificate") from None
         except (ValueError, x509.DuplicateExtension) as exc:  # a certificate only OpenSSL could parse
-            raise EapPeerError("tls", f"server certificate cannot be parsed: {exc}", state="server_certificate") from None
+            raise EapPeerError("tls", f"server certificate cannot be parsed: {exc}",
+                               state="server_certificate") from None
         if self.validation.failed:
             raise EapPeerError("tls", self.validation.reason, state="server_certificate")
 

@@ -191,7 +191,7 @@ def _tls_version(name: str) -> int:
 
 def _public_der(public_key: object) -> bytes:
     """A public key's SubjectPublicKeyInfo DER, to compare a key with a certificate."""
-    return public_key.public_bytes(  # type: ignore[attr-defined]
+    return public_key.public_bytes(  # type: ignore[attr-defined]  # every key type cryptography loads has it
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
@@ -200,7 +200,7 @@ def _install_credentials(ctx: SSL.Context, credentials: ClientCredentials) -> No
     """Put the leaf, key and intermediates into the context."""
     try:
         ctx.use_certificate(credentials.cert)
-        ctx.use_privatekey(credentials.key)  # type: ignore[arg-type]
+        ctx.use_privatekey(credentials.key)  # type: ignore[arg-type]  # pyOpenSSL types fewer key kinds than it takes
         ctx.check_privatekey()
         for cert in credentials.chain:
             ctx.add_extra_chain_cert(cert)
@@ -405,7 +405,7 @@ class TlsEngine:
     @property
     def session_reused(self) -> bool:
         """True when the handshake resumed a session instead of a full exchange."""
-        return bool(_lib.SSL_session_reused(self._conn._ssl))  # type: ignore[attr-defined]
+        return bool(_lib.SSL_session_reused(self._conn._ssl))  # type: ignore[attr-defined]  # private, untyped handle
 
     def close(self) -> None:
         """Mark the connection as cleanly shut down, WITHOUT sending close_notify.

@@ -57,7 +57,7 @@ class EapSettings:
 
         return EapServerPolicy(server_cert=self.server_cert, server_key=self.server_key, ca_file=self.ca_file,
                                methods=self.methods, peap_inner=self.peap_inner,
-                               cryptobinding=self.cryptobinding,  # type: ignore[arg-type]
+                               cryptobinding=self.cryptobinding,  # type: ignore[arg-type]  # checked by the policy
                                tls_max_eap_tls=self.tls_max_eap_tls, fast_reconnect=self.fast_reconnect)
 
 

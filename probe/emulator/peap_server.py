@@ -217,7 +217,8 @@ class PeapPhase2:
         self.state = _Inner.MSCHAP_SUCCESS_ACK
         proof = ms.generate_authenticator_response(password, response.nt_response, response.peer_challenge,
                                                    self._challenge, response.name)
-        return compress(EapPacket.request(identifier, EapType.MSCHAPV2, ms.build_success_request(response.ms_id, proof)))
+        success = ms.build_success_request(response.ms_id, proof)
+        return compress(EapPacket.request(identifier, EapType.MSCHAPV2, success))
 
     # -- inner EAP-TLS
 

@@ -114,7 +114,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
             self.transport.close()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a datagram endpoint gets a DatagramTransport
 
     # -- events ----------------------------------------------------------------
 
