@@ -165,7 +165,7 @@ class EapMethod:
         from .eap.peer import EapPeerError
 
         try:
-            return self.peer.receive(eap)
+            return self.peer.receive(eap).reply
         except EapPeerError as exc:
             raise MethodError(exc.kind, exc.detail) from None
 
@@ -238,15 +238,21 @@ def make_method(cfg: ProbeConfig, keylog: "Callable[[bytes], None] | None" = Non
         if cfg.password is None:
             raise ValueError("PAP needs a password (--password or --password-file)")
         return PapMethod(cfg.identity, cfg.password.value, cfg.otp.value if cfg.otp else None)
+    from .credentials import CONTEXTS, load_client_credentials, load_trust
+    from .eap.packet import EapType
     from .eap.peer import EapPeer, PeerConfig
 
     t = cfg.tls
+    outer, inner = {"eap-tls": (EapType.TLS, None), "peap-mschapv2": (EapType.PEAP, EapType.MSCHAPV2),
+                    "peap-tls": (EapType.PEAP, EapType.TLS)}[cfg.method]  # H1: spec.eap_type, spec.inner_type
+    credentials = None if inner == EapType.MSCHAPV2 else load_client_credentials(
+        t.cert, t.key, t.key_password.value if t.key_password else None,
+        t.pkcs12, t.pkcs12_password.value if t.pkcs12_password else None)
     peer = EapPeer(PeerConfig(
-        method=cfg.method, identity=cfg.identity, outer_identity=cfg.outer_identity,
+        outer=outer, inner=inner, method_name=cfg.method, identity=cfg.identity, outer_identity=cfg.outer_identity,
         password=cfg.password.value if cfg.password else None,
-        client_cert=t.cert, client_key=t.key, key_password=t.key_password.value if t.key_password else None,
-        pkcs12=t.pkcs12, pkcs12_password=t.pkcs12_password.value if t.pkcs12_password else None,
-        ca_file=t.ca, server_name=t.server_name, insecure=t.insecure,
+        credentials=credentials, trust=load_trust(t.ca), contexts=CONTEXTS,
+        server_name=t.server_name, insecure=t.insecure,
         tls_max=t.tls_max or ("1.3" if cfg.method == "eap-tls" else "1.2"),
         tls_min=t.tls_max if t.tls_max in ("1.0", "1.1") else "1.2",  # asking for an old TLS allows it
         framed_mtu=cfg.framed_mtu, keylog=keylog, session=session,  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ import struct
 from dataclasses import dataclass, field
 
 from probe.eap.crypto import MppeKeys, Role, split_mppe_keys
+from probe.eap.packet import EapError
 
 __all__ = [
     "CRYPTOBINDING_TLV_LEN",
@@ -90,11 +91,11 @@ _IPMK_LABEL = b"Inner Methods Compound Keys"
 _CSK_LABEL = b"Session Key Generating Function\x00"
 
 
-class TlvError(ValueError):
+class TlvError(EapError):
     """A malformed EAP-TLV payload: truncation, bad length or bad value."""
 
 
-class CryptobindingError(ValueError):
+class CryptobindingError(EapError):
     """A Cryptobinding TLV that is malformed or whose Compound MAC does not verify."""
 
 

@@ -23,6 +23,7 @@ from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 from probe.eap.crypto import MppeKeys, Role, md4
+from probe.eap.packet import EapError
 
 __all__ = [
     "EAP_TYPE_MSCHAPV2",
@@ -90,7 +91,7 @@ _SHS_PAD1 = b"\x00" * 40
 _SHS_PAD2 = b"\xf2" * 40
 
 
-class MschapV2Error(ValueError):
+class MschapV2Error(EapError):
     """A malformed EAP-MSCHAPv2 packet or an out-of-range MS-CHAPv2 input."""
 
 

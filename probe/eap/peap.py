@@ -36,52 +36,48 @@ from collections.abc import Callable
 from typing import Literal, Protocol
 
 from probe.eap import mschapv2
-from probe.eap.crypto import MppeKeys, Role, split_mppe_keys
+from probe.eap.crypto import MppeKeys
 from probe.eap.cryptobinding import (
-    TLV_CRYPTOBINDING,
-    TLV_RESULT,
     CompoundKeys,
     CryptobindingError,
     ResultStatus,
-    Tlv,
-    TlvError,
     build_cryptobinding_response,
     build_result_tlv,
-    derive_compound_keys,
-    fast_reconnect_keys,
-    inner_session_key,
-    mppe_keys_from_csk,
-    parse_result,
-    parse_tlvs,
     verify_cryptobinding_request,
 )
 from probe.eap.packet import (
-    HEADER_LENGTH,
     EapCode,
     EapError,
     EapPacket,
     EapType,
-    Vendor,
     identity_response,
     nak,
-    parse_expanded,
 )
+from probe.eap.peap_common import (
+    CAPABILITIES_VENDOR_TYPE,
+    SOH_VENDOR_TYPE,
+    TUNNEL_KEY_LENGTH,
+    TlvSet,
+    compound_keys,
+    compress,
+    microsoft_extension,
+    read_tlvs,
+    result_packet,
+    session_mppe,
+)
+from probe.eap.peap_common import decompress as _decompress
+
+__all__ = [
+    "CAPABILITIES_VENDOR_TYPE", "SOH_VENDOR_TYPE", "TUNNEL_KEY_LENGTH", "EapPeerError", "InnerMethod",
+    "MschapV2Peer", "Phase2", "compound_keys", "compress", "decompress", "microsoft_extension", "tlv_response",
+    "type_name",
+]
 
 ErrorKind = Literal["tls", "eap", "cryptobinding", "mschapv2"]
-
-CAPABILITIES_VENDOR_TYPE = 0x22
-"""[MS-PEAP] 2.2.8.3 Capabilities Negotiation Method (vendor 0x137)."""
-SOH_VENDOR_TYPE = 0x21
-"""[MS-PEAP] 2.2.8.2 SoH EAP Extensions Method (vendor 0x137)."""
-
-TUNNEL_KEY_LENGTH = 60
-"""TK: the first 60 bytes of PRF(master, "client EAP encryption", randoms) ([MS-PEAP] 3.1.5.5.2.1)."""
 
 MAX_REPEATS = 4
 """How often the server may send the same kind of inner request (Identity,
 Capabilities, SoH, a proposal we Nak) before we call it a loop."""
-
-_HEADER_KEPT = (EapType.TLV, EapType.EXPANDED)
 
 _MSCHAP_ERRORS = {
     646: "restricted logon hours",
@@ -99,14 +95,19 @@ class EapPeerError(Exception):
     ``kind`` is "tls", "eap", "cryptobinding" or "mschapv2"; ``detail`` says
     what happened in words (never a password or key). ``reply``: an EAP packet
     worth sending before giving up (a TLS alert, a Result TLV Failure), or
-    None. Imported by callers from :mod:`probe.eap.peer`.
+    None. ``state``: where the conversation was when it broke, filled in by
+    each layer on the way out (:meth:`probe.eap.peer.EapPeer.receive` gives
+    the whole path, e.g. "eap-tls/handshake", "peap/phase2/mschapv2",
+    "peap/phase2/cryptobinding"). Imported by callers from :mod:`probe.eap.peer`.
+    Not a ValueError: a handler for bad local input never swallows it.
     """
 
-    def __init__(self, kind: ErrorKind, detail: str, *, reply: bytes | None = None) -> None:
+    def __init__(self, kind: ErrorKind, detail: str, *, reply: bytes | None = None, state: str | None = None) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
         self.reply = reply
+        self.state = state
 
 
 # ---------------------------------------------------------------------------
@@ -114,45 +115,11 @@ class EapPeerError(Exception):
 
 
 def decompress(data: bytes, outer: EapPacket) -> EapPacket:
-    """Decrypted tunnel data -> the inner EAP packet.
+    """Decrypted tunnel data -> the inner EAP packet; a header-less one takes ``outer``'s Code and Identifier.
 
-    A full header is recognised on a Request whose Length field covers the
-    data exactly and whose type is TLV or expanded (always sent with one) or
-    Identity (FreeRADIUS). Anything else is header-less and gets the outer
-    packet's Code and Identifier. (A header-less Identity prompt would have
-    to start with a NUL to be mistaken for a header.)
+    The rule is :func:`probe.eap.peap_common.decompress`, shared with the server.
     """
-    if _has_header(data):
-        return EapPacket.parse(data)
-    if not data:
-        raise EapError("empty inner EAP packet in the PEAP tunnel")
-    if data[0] == 0:
-        raise EapError("header-less inner EAP packet with the reserved Type 0")
-    return EapPacket(outer.code, outer.identifier, data[0], bytes(data[1:]))
-
-
-def _has_header(data: bytes) -> bool:
-    """Is ``data`` a whole EAP Request with its header?"""
-    if len(data) <= HEADER_LENGTH or data[0] != EapCode.REQUEST:
-        return False
-    declared = int.from_bytes(data[2:4], "big")
-    return declared == len(data) and data[HEADER_LENGTH] in (*_HEADER_KEPT, EapType.IDENTITY)
-
-
-def compress(packet: EapPacket) -> bytes:
-    """The inner packet as it travels in the tunnel: header-less unless TLV or expanded."""
-    wire = packet.to_bytes()
-    return wire if packet.type in _HEADER_KEPT else wire[HEADER_LENGTH:]
-
-
-def microsoft_extension(packet: EapPacket) -> str | None:
-    """Name [MS-PEAP]'s expanded-type requests: "capabilities", "soh", or None for anything else."""
-    if packet.type != EapType.EXPANDED:
-        return None
-    expanded = parse_expanded(packet)
-    if expanded.vendor_id != Vendor.MICROSOFT:
-        return None
-    return {CAPABILITIES_VENDOR_TYPE: "capabilities", SOH_VENDOR_TYPE: "soh"}.get(expanded.vendor_type)
+    return _decompress(data, outer.code, outer.identifier)
 
 
 def tlv_response(identifier: int, tlvs: bytes) -> EapPacket:
@@ -167,8 +134,13 @@ def tlv_response(identifier: int, tlvs: bytes) -> EapPacket:
 class InnerMethod(Protocol):
     """What phase 2 needs from the inner method (MS-CHAPv2 here, EAP-TLS in peer.py)."""
 
-    eap_type: int
-    name: str
+    @property
+    def eap_type(self) -> int:
+        """The inner method's EAP type."""
+
+    @property
+    def name(self) -> str:
+        """Its name for messages."""
 
     def process(self, data: bytes) -> bytes:
         """Type-Data of an inner request -> Type-Data of our response."""
@@ -298,6 +270,19 @@ class Phase2:
         return self.result == "success"
 
     @property
+    def inner_label(self) -> str:
+        """The inner method in error states: "mschapv2", "tls"."""
+        kind = self.inner.eap_type
+        return EapType(kind).name.lower() if kind in EapType._value2member_map_ else str(kind)
+
+    @property
+    def position(self) -> str:
+        """Where phase 2 is, for error states: "identity", the inner method, or "result"."""
+        if self.result is not None:
+            return "result"
+        return self.inner_label if self._inner_started else "identity"
+
+    @property
     def primary_auth_done(self) -> bool:
         """The inner credential was proven (or a fast reconnect was accepted)."""
         return self.inner.succeeded or (self.succeeded and not self._inner_started)
@@ -357,10 +342,11 @@ class Phase2:
         try:
             reply = self.inner.process(packet.data)
         except EapPeerError as exc:
+            exc.state = f"{self.inner_label}/{exc.state}" if exc.state else self.inner_label
             if exc.reply is not None:
-                exc.reply = compress(EapPacket.response(packet.identifier, packet.type, exc.reply))
+                exc.reply = compress(EapPacket.response(packet.identifier, self.inner.eap_type, exc.reply))
             raise
-        return EapPacket.response(packet.identifier, packet.type, reply)
+        return EapPacket.response(packet.identifier, self.inner.eap_type, reply)
 
     def _count(self, what: str) -> None:
         """Stop a server that keeps asking the same thing."""
@@ -372,56 +358,46 @@ class Phase2:
 
     def _result(self, packet: EapPacket) -> EapPacket:
         """Answer the server's Result (and Cryptobinding) TLVs."""
-        status, binding = _read_tlvs(packet.data)
-        if status is ResultStatus.FAILURE:
+        tlvs = self._read_tlvs(packet.data)
+        if tlvs.result is ResultStatus.FAILURE:
             self.result = "failure"
             self._failure = "server sent Result TLV Failure"
             return tlv_response(packet.identifier, build_result_tlv(ResultStatus.FAILURE))
         refusal = compress(tlv_response(packet.identifier, build_result_tlv(ResultStatus.FAILURE)))
         if not (self.inner.succeeded or (self._resumed and not self._inner_started)):
             self.result = "failure"
-            raise EapPeerError("eap", f"server sent Result Success before {self.inner.name} succeeded", reply=refusal)
+            raise EapPeerError("eap", f"server sent Result Success before {self.inner.name} succeeded", reply=refusal,
+                               state="result")
         keys = self._compound_keys()
-        tlvs = build_result_tlv(ResultStatus.SUCCESS)
-        if binding is None:
+        binding = b""
+        if tlvs.cryptobinding is None:
             self.cryptobinding = "absent"
-            self._mppe = split_mppe_keys(self._tunnel_key[:64], Role.SERVER)
+            self._mppe = session_mppe(self._tunnel_key, None)
         else:
             try:
-                request = verify_cryptobinding_request(keys, binding)
+                request = verify_cryptobinding_request(keys, tlvs.cryptobinding)
             except CryptobindingError as exc:
                 self.cryptobinding = "invalid"
                 self.result = "failure"
-                raise EapPeerError("cryptobinding", str(exc), reply=refusal) from None
+                raise EapPeerError("cryptobinding", str(exc), reply=refusal, state="cryptobinding") from None
             self.cryptobinding = "valid"
-            tlvs += build_cryptobinding_response(keys, request)
-            self._mppe = mppe_keys_from_csk(keys, Role.SERVER)
+            binding = build_cryptobinding_response(keys, request)
+            self._mppe = session_mppe(self._tunnel_key, keys)
         self.result = "success"
-        return tlv_response(packet.identifier, tlvs)
+        return result_packet(EapCode.RESPONSE, packet.identifier, ResultStatus.SUCCESS, binding)
+
+    @staticmethod
+    def _read_tlvs(data: bytes) -> TlvSet:
+        """The validated TLV set (rules shared with the server: :func:`probe.eap.peap_common.read_tlvs`)."""
+        try:
+            return read_tlvs(data)
+        except EapError as exc:
+            raise EapPeerError("eap", str(exc), state="result") from None
 
     def _compound_keys(self) -> CompoundKeys:
         """IPMK/CMK from TK and the inner MSK, or the fast-reconnect keys when no inner method ran."""
-        tunnel = self._tunnel_key[:TUNNEL_KEY_LENGTH]
-        if not self._inner_started:
-            return fast_reconnect_keys(tunnel)
-        return derive_compound_keys(tunnel, inner_session_key(self.inner.msk()))
-
-
-def _read_tlvs(data: bytes) -> tuple[ResultStatus, Tlv | None]:
-    """The Result status and the Cryptobinding TLV (if any); unknown mandatory TLVs are errors."""
-    try:
-        tlvs = parse_tlvs(data)
-        results = [parse_result(tlv) for tlv in tlvs if tlv.tlv_type == TLV_RESULT]
-    except TlvError as exc:
-        raise EapPeerError("eap", f"malformed EAP-TLV request: {exc}") from None
-    bindings = [tlv for tlv in tlvs if tlv.tlv_type == TLV_CRYPTOBINDING]
-    unknown = [tlv.tlv_type for tlv in tlvs if tlv.mandatory and tlv.tlv_type not in (TLV_RESULT, TLV_CRYPTOBINDING)]
-    if unknown:
-        raise EapPeerError("eap", f"EAP-TLV request with unknown mandatory TLV type {unknown[0]}")
-    if len(results) != 1 or len(bindings) > 1:
-        raise EapPeerError("eap", f"EAP-TLV request needs one Result TLV (got {len(results)}) "
-                                  f"and at most one Cryptobinding TLV (got {len(bindings)})")
-    return results[0], bindings[0] if bindings else None
+        inner_msk = self.inner.msk() if self._inner_started else None
+        return compound_keys(self._tunnel_key, inner_msk, inner_method_ran=self._inner_started)
 
 
 def type_name(packet: EapPacket) -> str:

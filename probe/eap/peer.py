@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from cryptography import x509
 from OpenSSL import SSL
@@ -46,14 +45,16 @@ from probe.eap.peap import EapPeerError, InnerMethod, MschapV2Peer, Phase2, type
 from probe.eap.tls import (
     MIN_FRAMED_MTU,
     TLS_VERSIONS,
+    ClientCredentials,
     EapTlsError,
     EapTlsSession,
     EapTlsStep,
     Flags,
     KeylogSink,
+    SessionState,
     TlsConfigError,
     TlsEngine,
-    client_certificate,
+    TrustAnchors,
     client_context,
     fragment_size_for_mtu,
 )
@@ -68,10 +69,15 @@ from probe.eap.validation import (
 if TYPE_CHECKING:
     from datetime import datetime
 
-__all__ = ["METHODS", "EapPeer", "EapPeerError", "PeerConfig", "Resumption", "TlsConfigError"]
+__all__ = ["METHODS", "ContextSource", "EapPeer", "EapPeerError", "PeerConfig", "PeerStep", "Resumption",
+           "TlsConfigError"]
 
-Method = Literal["eap-tls", "peap-mschapv2", "peap-tls"]
-METHODS: tuple[str, ...] = ("eap-tls", "peap-mschapv2", "peap-tls")
+METHODS: dict[tuple[EapType, EapType | None], str] = {
+    (EapType.TLS, None): "eap-tls",
+    (EapType.PEAP, EapType.MSCHAPV2): "peap-mschapv2",
+    (EapType.PEAP, EapType.TLS): "peap-tls",
+}
+"""The (outer, inner) EAP types the peer plays, with their names for reports and messages."""
 State = Literal["running", "success", "failure"]
 
 PEAP_MAX_TLS = "1.2"
@@ -97,26 +103,49 @@ strings into "server sent alert: ..."; OpenSSL 4 says "tls alert ..." (kept by t
 "TLS handshake failed: tls alert ...")."""
 
 
+class ContextSource(Protocol):
+    """Where the peer gets its TLS client contexts: :class:`probe.credentials.ContextCache` shares
+    them between conversations; without one each peer builds its own (pure, from loaded values)."""
+
+    def client(self, credentials: ClientCredentials | None, trust: TrustAnchors | None, *, verify: bool,
+               min_version: str, max_version: str, keylog: KeylogSink | None = None) -> SSL.Context:
+        """A client context for these loaded values and settings."""
+
+
+class _FreshContexts:
+    """The default :class:`ContextSource`: a new context every time."""
+
+    def client(self, credentials: ClientCredentials | None, trust: TrustAnchors | None, *, verify: bool,
+               min_version: str, max_version: str, keylog: KeylogSink | None = None) -> SSL.Context:
+        return client_context(credentials=credentials, trust=trust, verify=verify, min_version=min_version,
+                              max_version=max_version, keylog=keylog)
+
+
 @dataclass
 class PeerConfig:
-    """What the peer needs; secrets are hidden from the repr.
+    """What the peer needs, all loaded already (no file names): secrets are hidden from the repr.
 
-    ``tls_max`` applies to EAP-TLS (and the inner EAP-TLS of PEAP-TLS) as
-    given; PEAP's outer and inner TLS are capped at 1.2, as NPS does.
-    ``outer_identity`` defaults to ``identity`` for EAP-TLS and to
+    ``outer`` is the EAP method the peer runs (EAP-TLS 13 or PEAP 25),
+    ``inner`` PEAP's phase-2 method (MS-CHAPv2 26 or EAP-TLS 13; None for
+    EAP-TLS); :data:`METHODS` lists the pairs. ``credentials`` (from
+    :func:`probe.credentials.load_client_credentials`) is the client
+    certificate EAP-TLS and PEAP-TLS need; ``trust`` (from
+    :func:`probe.credentials.load_trust`) the CA certificates, None for the
+    system store. ``tls_max`` applies to EAP-TLS (and the inner EAP-TLS of
+    PEAP-TLS) as given; PEAP's outer and inner TLS are capped at 1.2, as
+    NPS does. ``outer_identity`` defaults to ``identity`` for EAP-TLS and to
     "anonymous" for PEAP, where the inner identity never leaves the tunnel.
+    ``contexts`` shares TLS contexts between peers (None: built per peer).
+    ``method_name`` is only for reports and messages (default from :data:`METHODS`).
     """
 
-    method: str
+    outer: EapType
     identity: str
+    inner: EapType | None = None
     outer_identity: str | None = None
     password: bytes | None = field(default=None, repr=False)
-    client_cert: str | Path | None = None
-    client_key: str | Path | None = None
-    key_password: str | bytes | None = field(default=None, repr=False)
-    pkcs12: str | Path | None = None
-    pkcs12_password: str | bytes | None = field(default=None, repr=False)
-    ca_file: str | Path | None = None
+    credentials: ClientCredentials | None = None
+    trust: TrustAnchors | None = None
     server_name: str | None = None
     insecure: bool = False
     tls_max: str = "1.3"
@@ -124,6 +153,45 @@ class PeerConfig:
     framed_mtu: int = 1500
     keylog: KeylogSink | None = field(default=None, repr=False)
     session: Resumption | None = field(default=None, repr=False)
+    contexts: ContextSource | None = field(default=None, repr=False)
+    method_name: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The method's name for messages: ``method_name``, else the registry's, else the types."""
+        if self.method_name:
+            return self.method_name
+        known = METHODS.get((self.outer, self.inner))
+        return known or f"EAP type {int(self.outer)}" + (f"/{int(self.inner)}" if self.inner is not None else "")
+
+
+@dataclass(frozen=True)
+class PeerStep:
+    """What one server EAP packet did: the response to send (None after Success/Failure) and the news.
+
+    ``state``: "running", "success" or "failure". ``server_refused``: the
+    server's own words for refusing us (a TLS alert, E=691, a Result TLV
+    Failure), when it said so. ``keys_available``: the MS-MPPE keys the
+    Access-Accept must carry are known (:meth:`EapPeer.expected_mppe`).
+    """
+
+    reply: bytes | None
+    state: State = "running"
+    server_refused: str | None = None
+    keys_available: bool = False
+
+    @property
+    def finished(self) -> bool:
+        """The conversation ended (success or failure)."""
+        return self.state != "running"
+
+    @property
+    def success(self) -> bool:
+        return self.state == "success"
+
+    @property
+    def failure(self) -> bool:
+        return self.state == "failure"
 
 
 @dataclass(frozen=True)
@@ -135,7 +203,8 @@ class Resumption:
     peer's outer TLS then runs on that context.
     """
 
-    method: str
+    method: tuple[EapType, EapType | None]
+    """(outer, inner) of the peer that made it: only the same method may resume it."""
     session: SSL.Session = field(repr=False)
     context: SSL.Context = field(repr=False)
 
@@ -165,16 +234,22 @@ class TlsLeg:
             if alert is not None and self.server_refused is None:
                 self.server_refused = f"TLS server sent alert: {alert}"
                 return EapTlsStep(self.tls.ack())
-            raise EapPeerError("tls", exc.reason, reply=exc.reply) from None
+            raise EapPeerError("tls", exc.reason, reply=exc.reply, state=exc.state or self.position) from None
         self._validate()
         return step
+
+    @property
+    def position(self) -> str:
+        """Where this TLS conversation is, for error states: "handshake", "server_certificate", "done", ..."""
+        state = self.tls.state
+        return "idle" if state is SessionState.IDLE else state.value
 
     def send_app(self, data: bytes) -> bytes:
         """Encrypt tunnel data; the first fragment's Type-Data comes back."""
         try:
             return self.tls.send_app(data)
         except EapTlsError as exc:
-            raise EapPeerError("tls", exc.reason, reply=exc.reply) from None
+            raise EapPeerError("tls", exc.reason, reply=exc.reply, state=exc.state or self.position) from None
 
     def _validate(self) -> None:
         """Run the certificate checks once, as soon as there is something to check."""
@@ -188,11 +263,12 @@ class TlsLeg:
             self.validation = validate_server(chain, engine.verify_problems, server_name=self._server_name,
                                               insecure=self._insecure, resumed=engine.session_reused)
         except EapTlsError as exc:
-            raise EapPeerError("tls", exc.reason) from None
+            raise EapPeerError("tls", exc.reason, state="server_certificate") from None
         except (ValueError, x509.DuplicateExtension) as exc:  # a certificate only OpenSSL could parse
-            raise EapPeerError("tls", f"server certificate cannot be parsed: {exc}") from None
+            raise EapPeerError("tls", f"server certificate cannot be parsed: {exc}",
+                               state="server_certificate") from None
         if self.validation.failed:
-            raise EapPeerError("tls", self.validation.reason)
+            raise EapPeerError("tls", self.validation.reason, state="server_certificate")
 
     def report(self) -> dict[str, object]:
         """Version, cipher, resumption, the server's chain and the validation verdict."""
@@ -231,7 +307,7 @@ class EapTlsMethod:
         """Type-Data in, Type-Data out (an EAP-TLS peer always answers)."""
         step = self.leg.receive(data)
         if step.reply is None:
-            raise EapPeerError("tls", "EAP-TLS server sent data the peer cannot answer")
+            raise EapPeerError("tls", "EAP-TLS server sent data the peer cannot answer", state=self.leg.position)
         return step.reply
 
     def step(self, packet: EapPacket) -> bytes:
@@ -264,7 +340,7 @@ class EapTlsMethod:
         try:
             return self.leg.tls.msk()
         except EapTlsError as exc:
-            raise EapPeerError("tls", exc.reason) from None
+            raise EapPeerError("tls", exc.reason, state="keys") from None
 
     def mppe(self) -> MppeKeys:
         """Server view: Recv-Key = MSK[0:32], Send-Key = MSK[32:64]."""
@@ -298,6 +374,7 @@ class PeapMethod:
         try:
             plain = phase2.process(step.app_data, packet)
         except EapPeerError as exc:
+            exc.state = f"phase2/{exc.state or phase2.position}"
             if exc.reply is not None:
                 exc.reply = self.leg.send_app(exc.reply)
             raise
@@ -309,7 +386,7 @@ class PeapMethod:
             try:
                 tunnel_key = self.leg.tls.key_material()
             except EapTlsError as exc:
-                raise EapPeerError("tls", exc.reason) from None
+                raise EapPeerError("tls", exc.reason, state="keys") from None
             self.phase2 = Phase2(self.inner, self._identity, tunnel_key, resumed=self.leg.tls.engine.session_reused)
         return self.phase2
 
@@ -352,16 +429,20 @@ class EapPeer:
 
     ``state``: "running", then "success" (EAP-Success after the method
     finished) or "failure" (EAP-Failure, or any :class:`EapPeerError`: every
-    error ends the conversation). Construction loads every file, so bad
-    certificates, keys or CA files raise :class:`TlsConfigError` here (naming
-    the file, never a password); other bad settings raise ValueError.
+    error ends the conversation; its ``state`` says where, e.g.
+    "eap-tls/server_certificate", "peap/phase2/mschapv2", "peap/phase2/cryptobinding").
+    Construction reads no file (the config holds loaded values); a missing
+    client certificate or bad TLS settings raise :class:`TlsConfigError`,
+    other bad settings ValueError.
     """
 
     def __init__(self, config: PeerConfig) -> None:
         self.config = config
         self._type = _check_config(config)
+        self._contexts_source: ContextSource = config.contexts if config.contexts is not None else _FreshContexts()
         self._outer_context, self._inner_context = self._contexts()
-        self._client_cert = self._load_client_cert()
+        self._client_cert = config.credentials.cert if config.credentials is not None and _uses_certificate(config) \
+            else None
         self._password = _password_text(config.password)
         self.state: State = "running"
         self.notifications: list[str] = []
@@ -371,7 +452,7 @@ class EapPeer:
         self._last: tuple[bytes, bytes] | None = None
 
     def __repr__(self) -> str:
-        return f"EapPeer(method={self.config.method!r}, identity={self.config.identity!r}, state={self.state!r})"
+        return f"EapPeer(method={self.config.name!r}, identity={self.config.identity!r}, state={self.state!r})"
 
     # -- the public surface
 
@@ -392,22 +473,39 @@ class EapPeer:
         """
         return identity_response(FIRST_IDENTIFIER, self.outer_identity).to_bytes()
 
-    def receive(self, eap: bytes) -> bytes | None:
-        """One EAP packet from the server -> our response (None after Success/Failure)."""
+    def receive(self, eap: bytes) -> PeerStep:
+        """One EAP packet from the server -> our response (None after Success/Failure) and what happened.
+
+        Raises :class:`EapPeerError` (with ``state``) for input we cannot accept.
+        """
         if self.state != "running":
-            raise EapPeerError("eap", f"the EAP conversation already ended ({self.state})")
+            raise EapPeerError("eap", f"the EAP conversation already ended ({self.state})", state="ended")
         if self._last is not None and bytes(eap) == self._last[0]:
-            return self._last[1]  # RFC 3748 4.1: a duplicate request gets the same response again
+            return self._step(self._last[1])  # RFC 3748 4.1: a duplicate request gets the same response again
         try:
             reply = self._receive(bytes(eap))
-        except EapPeerError:
+        except EapPeerError as exc:
             self.state = "failure"
+            exc.state = self._where(exc.state)
             raise
         except EapError as exc:
             self.state = "failure"
-            raise EapPeerError("eap", str(exc)) from None
+            raise EapPeerError("eap", str(exc), state=self._where(None)) from None
         self._last = (bytes(eap), reply) if reply is not None else None
-        return reply
+        return self._step(reply)
+
+    def _step(self, reply: bytes | None) -> PeerStep:
+        """The news after one packet."""
+        return PeerStep(reply, self.state, self.failure_detail,
+                        self.state == "success" and self._method is not None and self._method.mppe() is not None)
+
+    def _where(self, leaf: str | None) -> str:
+        """The error state: the method (outer type) and where inside it, e.g. "peap/phase2/mschapv2"."""
+        method = self._method
+        if method is None:
+            return f"eap/{leaf}" if leaf else "eap"
+        outer = "eap-tls" if isinstance(method, EapTlsMethod) else "peap"
+        return f"{outer}/{leaf or method.leg.position}"
 
     @property
     def primary_auth_done(self) -> bool:
@@ -438,7 +536,7 @@ class EapPeer:
         session = self._method.leg.tls.engine.session
         if session is None:
             return None
-        return Resumption(self.config.method, session, self._outer_context)
+        return Resumption((self.config.outer, self.config.inner), session, self._outer_context)
 
     def tls_report(self, now: datetime | None = None) -> dict[str, object]:
         """The TLS facts for the Outcome; ``now`` (aware) fills client_cert.days_left.
@@ -476,7 +574,7 @@ class EapPeer:
     def _on_success(self) -> None:
         """EAP-Success counts only after the method finished (RFC 4137: no success before the method says so)."""
         if self._method is None or not self._method.finished:
-            raise EapPeerError("eap", f"EAP-Success before {self.config.method} finished")
+            raise EapPeerError("eap", f"EAP-Success before {self.config.name} finished", state="success")
         self.state = "success"
         self._method.close()
 
@@ -496,20 +594,20 @@ class EapPeer:
             raise EapPeerError("eap", "EAP-Request of type Nak (3) is invalid")
         if self._method is None:
             return nak(packet.identifier, [self._type])
-        raise EapPeerError("eap", f"unexpected EAP type {type_name(packet)} after {self.config.method} started")
+        raise EapPeerError("eap", f"unexpected EAP type {type_name(packet)} after {self.config.name} started")
 
     def _method_step(self, packet: EapPacket) -> bytes:
         """Start (or restart) the method on S, then let it answer."""
         if packet.data[:1] and packet.data[0] & Flags.START:
-            self._starts = _bounded(self._starts, MAX_METHOD_STARTS, f"{self.config.method} Start messages")
+            self._starts = _bounded(self._starts, MAX_METHOD_STARTS, f"{self.config.name} Start messages")
             self._method = self._new_method()
         elif self._method is None:
-            raise EapPeerError("eap", f"{self.config.method} request before its Start message")
+            raise EapPeerError("eap", f"{self.config.name} request before its Start message", state="start")
         try:
             return self._method.step(packet)
         except EapPeerError as exc:
             if exc.reply is not None:
-                exc.reply = EapPacket.response(packet.identifier, packet.type, exc.reply).to_bytes()
+                exc.reply = EapPacket.response(packet.identifier, self._type, exc.reply).to_bytes()
             raise
 
     # -- construction
@@ -526,8 +624,7 @@ class EapPeer:
         if self._type == EapType.TLS:
             return EapTlsMethod(self._leg(self._outer_context, EapType.TLS, self._resume_session()))
         inner: InnerMethod
-        if self.config.method == "peap-tls":
-            assert self._inner_context is not None
+        if self._inner_context is not None:  # PEAP-TLS
             inner = EapTlsMethod(self._leg(self._inner_context, EapType.TLS, None, inner=True))
         else:
             assert self._password is not None
@@ -542,54 +639,46 @@ class EapPeer:
     def _contexts(self) -> tuple[SSL.Context, SSL.Context | None]:
         """Outer and (PEAP-TLS) inner client contexts; PEAP's outer TLS carries no client certificate.
 
-        Both are built even when resuming, so bad files are reported the same way;
+        Both are built even when resuming, so bad settings are reported the same way;
         a resumed outer TLS then runs on the context its session came from.
         """
-        method, resume = self.config.method, self.config.session
-        if resume is not None and resume.method != method:
-            raise ValueError(f"a {resume.method} session cannot be resumed by {method}")
-        if method == "eap-tls":
-            outer, inner = self._context(True, self.config.tls_max), None
+        c, resume = self.config, self.config.session
+        if resume is not None and resume.method != (c.outer, c.inner):
+            theirs = METHODS.get(resume.method, "another method")
+            raise ValueError(f"a {theirs} session cannot be resumed by {c.name}")
+        if self._type == EapType.TLS:
+            outer, inner = self._context(True, c.tls_max), None
         else:
-            cap = self.config.tls_max
+            cap = c.tls_max
             if cap in TLS_VERSIONS:
                 cap = min(cap, PEAP_MAX_TLS, key=list(TLS_VERSIONS).index)
             outer = self._context(False, cap)
-            inner = self._context(True, cap) if method == "peap-tls" else None
+            inner = self._context(True, cap) if c.inner == EapType.TLS else None
         return (resume.context if resume is not None else outer), inner
 
     def _context(self, with_credentials: bool, max_version: str) -> SSL.Context:
         """A recording-mode client context: OpenSSL checks the chain, validation.py decides."""
         c = self.config
-        ctx = client_context(
-            cert_file=c.client_cert if with_credentials else None,
-            key_file=c.client_key if with_credentials else None,
-            key_password=c.key_password if with_credentials else None,
-            pkcs12_file=c.pkcs12 if with_credentials else None,
-            pkcs12_password=c.pkcs12_password if with_credentials else None,
-            ca_file=c.ca_file, verify=False, min_version=c.tls_min, max_version=max_version, keylog=c.keylog,
-        )
-        return ctx
+        return self._contexts_source.client(c.credentials if with_credentials else None, c.trust, verify=False,
+                                            min_version=c.tls_min, max_version=max_version, keylog=c.keylog)
 
-    def _load_client_cert(self) -> x509.Certificate | None:
-        """Our certificate, for the report."""
-        if self.config.method == "peap-mschapv2":
-            return None
-        c = self.config
-        return client_certificate(c.client_cert, c.client_key, c.key_password, c.pkcs12, c.pkcs12_password)
+
+def _uses_certificate(config: PeerConfig) -> bool:
+    """EAP-TLS, outer or inner, authenticates with the client certificate."""
+    return EapType.TLS in (config.outer, config.inner)
 
 
 def _check_config(config: PeerConfig) -> EapType:
     """Method, credentials and MTU make sense together; returns the outer EAP type."""
-    if config.method not in METHODS:
-        raise ValueError(f"unknown EAP method {config.method!r} (choose {', '.join(METHODS)})")
+    if (config.outer, config.inner) not in METHODS:
+        choices = ", ".join(f"{name} ({int(o)}/{int(i) if i is not None else '-'})" for (o, i), name in METHODS.items())
+        raise ValueError(f"unknown EAP method {config.name!r} (choose {choices})")
     fragment_size_for_mtu(config.framed_mtu)
-    has_cert = config.pkcs12 is not None or config.client_cert is not None
-    if config.method in ("eap-tls", "peap-tls") and not has_cert:
-        raise TlsConfigError(f"{config.method} needs a client certificate (client_cert and client_key, or pkcs12)")
-    if config.method == "peap-mschapv2" and config.password is None:
-        raise ValueError("peap-mschapv2 needs a password")
-    return EapType.TLS if config.method == "eap-tls" else EapType.PEAP
+    if _uses_certificate(config) and config.credentials is None:
+        raise TlsConfigError(f"{config.name} needs a client certificate (client_cert and client_key, or pkcs12)")
+    if config.inner == EapType.MSCHAPV2 and config.password is None:
+        raise ValueError(f"{config.name} needs a password")
+    return EapType(config.outer)
 
 
 def _password_text(password: bytes | None) -> str | None:

@@ -57,7 +57,7 @@ class EapSettings:
 
         return EapServerPolicy(server_cert=self.server_cert, server_key=self.server_key, ca_file=self.ca_file,
                                methods=self.methods, peap_inner=self.peap_inner,
-                               cryptobinding=self.cryptobinding,  # type: ignore[arg-type]
+                               cryptobinding=self.cryptobinding,  # type: ignore[arg-type]  # checked by the policy
                                tls_max_eap_tls=self.tls_max_eap_tls, fast_reconnect=self.fast_reconnect)
 
 
@@ -175,7 +175,7 @@ def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) 
         cfg.secret = read_secret(p, f"{where}: secret_file")
         cfg.secret_source = f"secret_file {p}"
     elif "secret" in doc:
-        _need(isinstance(doc["secret"], str) and doc["secret"], f"{where}: secret", "must be a non-empty string")
+        _need(isinstance(doc["secret"], str) and bool(doc["secret"]), f"{where}: secret", "must be a non-empty string")
         cfg.secret = doc["secret"].encode()
         cfg.secret_source = f"the secret field of {where}"
     for flag in ("require_message_authenticator", "require_user_match"):

@@ -25,7 +25,8 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..radius import packet as pk
 from ..radius.dictionary import default_dictionary
@@ -113,7 +114,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
             self.transport.close()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a datagram endpoint gets a DatagramTransport
 
     # -- events ----------------------------------------------------------------
 
@@ -167,14 +168,9 @@ class NpsEmulator(asyncio.DatagramProtocol):
         Dicts keep insertion order and every state change re-inserts its key, so expired
         entries gather at the front and each request does O(1) work on average.
         """
-        for table, alive in ((self._seen, lambda s: s.pending or s.until > now),
-                             (self._eap_sessions, lambda e: now - e[1] <= SESSION_TTL_S),
-                             (self._otp_states, lambda e: now - e[1] <= SESSION_TTL_S)):
-            while table:
-                oldest = next(iter(table))
-                if alive(table[oldest]) and len(table) <= MAX_TRACKED:  # type: ignore[operator]
-                    break
-                del table[oldest]
+        _expire_table(self._seen, lambda s: s.pending or s.until > now)
+        _expire_table(self._eap_sessions, lambda e: now - e[1] <= SESSION_TTL_S)
+        _expire_table(self._otp_states, lambda e: now - e[1] <= SESSION_TTL_S)
 
     def _handle(self, request: pk.Packet, addr: Any, key: tuple[Any, int, bytes]) -> None:
         ans = _Answer(request, addr, key)
@@ -355,3 +351,16 @@ async def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 181
     emulator = NpsEmulator(config)
     await emulator.start(host, port)
     return emulator
+
+
+_K = TypeVar("_K")
+_T = TypeVar("_T")
+
+
+def _expire_table(table: dict[_K, _T], alive: Callable[[_T], bool]) -> None:
+    """Drop the oldest entries while they are dead or the table is over MAX_TRACKED."""
+    while table:
+        oldest = next(iter(table))
+        if alive(table[oldest]) and len(table) <= MAX_TRACKED:
+            break
+        del table[oldest]

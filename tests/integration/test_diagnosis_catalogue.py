@@ -8,7 +8,7 @@ the code is in the Outcome's diagnosis with the result that goes with it, and
 a guard fails as soon as the catalogue gains an entry nobody produces.
 
 Server bugs are simulated by replacing ONE function in the emulator's own view
-of a protocol module (``eap_server.cb`` / ``eap_server.ms``), so the probe's
+of a protocol module or rule (``peap_server.ms`` / ``peap_server.compound_keys``), so the probe's
 peer keeps the real code and has to notice the server lie.
 """
 
@@ -43,7 +43,8 @@ from probe.eap import cryptobinding as cb
 from probe.eap import mschapv2 as ms
 from probe.eap import peap
 from probe.eap.packet import EapPacket, EapType
-from probe.emulator import eap_server
+from probe.eap import peap_common
+from probe.emulator import eap_server, peap_server
 from probe.emulator.config import (
     DEFAULT_PASSWORD,
     DEFAULT_SECRET,
@@ -420,11 +421,12 @@ def tls_handshake_failed(lab: Lab) -> Outcome:
 
 def cryptobinding_invalid(lab: Lab) -> Outcome:
     """The server binds the inner method to other tunnel keys than the probe's (as a TLS-terminating middlebox)."""
-    def other_tunnel(tunnel_key: bytes, isk: bytes) -> cb.CompoundKeys:
-        return cb.derive_compound_keys(bytes(b ^ 0xFF for b in tunnel_key), isk)
+    def other_tunnel(tunnel_key: bytes, inner_msk: bytes | None, *, inner_method_ran: bool) -> cb.CompoundKeys:
+        return peap_common.compound_keys(bytes(b ^ 0xFF for b in tunnel_key), inner_msk,
+                                         inner_method_ran=inner_method_ran)
 
-    lab.monkeypatch.setattr(eap_server, "cb", server_view(cb, derive_compound_keys=other_tunnel))
-    assert peap.derive_compound_keys is cb.derive_compound_keys  # the probe's peer is untouched
+    lab.monkeypatch.setattr(peap_server, "compound_keys", other_tunnel)  # the server's phase 2 (emulator)
+    assert peap.compound_keys is peap_common.compound_keys  # the probe's peer is untouched
     o, _ = against(NpsEmulator(eap_config(lab.pki, cryptobinding="required")),
                    lambda addr: eap_probe(lab.pki, addr, "peap-mschapv2"))
     assert o.cryptobinding == "invalid"
@@ -443,7 +445,7 @@ def mschapv2_server_proof_failed(lab: Lab) -> Outcome:
     def wrong_proof(password: str, *args: Any) -> bytes:
         return ms.generate_authenticator_response(password + "-not-it", *args)
 
-    lab.monkeypatch.setattr(eap_server, "ms", server_view(ms, generate_authenticator_response=wrong_proof))
+    lab.monkeypatch.setattr(peap_server, "ms", server_view(ms, generate_authenticator_response=wrong_proof))
     assert peap.mschapv2 is ms  # the probe's peer is untouched
     o, _ = against(NpsEmulator(eap_config(lab.pki)), lambda addr: eap_probe(lab.pki, addr, "peap-mschapv2"))
     return o

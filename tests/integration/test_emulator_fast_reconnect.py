@@ -27,6 +27,7 @@ from probe.conversation import (
     authenticate,
     make_method,
 )
+from probe.credentials import load_trust
 from probe.drivers.aio import converse
 from probe.eap import cryptobinding as cb
 from probe.eap.packet import EapCode, EapPacket, EapType, identity_response
@@ -186,7 +187,7 @@ def offered_session(method: EapMethod) -> Resumption:
     assert peer._method is not None
     session = peer._method.leg.tls.engine.session
     assert session is not None
-    return Resumption(peer.config.method, session, peer._outer_context)
+    return Resumption((peer.config.outer, peer.config.inner), session, peer._outer_context)
 
 
 Run = tuple[Any, "int | None"]
@@ -315,7 +316,7 @@ def in_process(peer: EapPeer, server: EapServerSession) -> EapStep:
     """Our real peer against the server session, without RADIUS; the final step."""
     step = server.handle(peer.start())
     for _ in range(50):
-        answer = peer.receive(step.eap)
+        answer = peer.receive(step.eap).reply
         if answer is None:
             return step
         step = server.handle(answer)
@@ -326,8 +327,9 @@ def test_peap_peer_declining_fast_reconnect_gets_a_full_phase_2(lab: Pki) -> Non
     policy = policy_for(lab)
     tls = ServerTls(policy)
     passwords = {"alice": DEFAULT_PASSWORD}.get
-    first = EapPeer(PeerConfig(method="peap-mschapv2", identity="alice", password=DEFAULT_PASSWORD.encode(),
-                               ca_file=lab.ca, server_name="nps.lab.test", tls_max="1.2"))
+    first = EapPeer(PeerConfig(outer=EapType.PEAP, inner=EapType.MSCHAPV2, identity="alice",
+                               password=DEFAULT_PASSWORD.encode(), trust=load_trust(lab.ca),
+                               server_name="nps.lab.test", tls_max="1.2"))
     assert in_process(first, EapServerSession(policy, passwords, tls=tls)).kind == "success"
     saved = first.session_for_resumption()
     assert saved is not None and tls.fast_reconnect is not None

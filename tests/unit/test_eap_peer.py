@@ -56,13 +56,14 @@ from probe.eap.peap import (
     decompress,
 )
 from probe.eap.peer import EapPeer, EapPeerError, PeerConfig, TlsConfigError
+from probe.credentials import load_client_credentials, load_trust
+from probe.credentials import server_context_from_files as server_context
 from probe.eap.tls import (
     EapTlsError,
     EapTlsSession,
     Flags,
     SessionState,
     TlsEngine,
-    server_context,
     start_payload,
 )
 from probe.eap.validation import check_eku, name_matches, validate_server
@@ -77,19 +78,34 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> pki.Pki:
     return pki.init_pki(tmp_path_factory.mktemp("pki"), p12_password=P12_PASSWORD)
 
 
+_TYPES = {"eap-tls": (EapType.TLS, None), "peap-mschapv2": (EapType.PEAP, EapType.MSCHAPV2),
+          "peap-tls": (EapType.PEAP, EapType.TLS)}
+
+
+def peer_config(method: str, identity: str, *, client_cert: object = None, client_key: object = None,
+                key_password: object = None, pkcs12: object = None, pkcs12_password: object = None,
+                ca_file: object = None, **kw: object) -> PeerConfig:
+    """A PeerConfig from file names, loaded at the edge as the probe does (probe.credentials)."""
+    outer, inner = _TYPES.get(method, (EapType.MD5_CHALLENGE, None))
+    credentials = load_client_credentials(client_cert, client_key, key_password, pkcs12,  # type: ignore[arg-type]
+                                          pkcs12_password)  # type: ignore[arg-type]
+    return PeerConfig(outer=outer, inner=inner, method_name=method, identity=identity, credentials=credentials,
+                      trust=load_trust(ca_file), **kw)  # type: ignore[arg-type]
+
+
 def tls_config(lab: pki.Pki, user: str = "alice", **kw: object) -> PeerConfig:
     kw.setdefault("ca_file", lab.ca)
     kw.setdefault("server_name", "nps.lab.test")
     method = str(kw.pop("method", "eap-tls"))
-    return PeerConfig(method=method, identity=f"{user}@lab.test", client_cert=lab.users[user].cert,
-                      client_key=lab.users[user].key, **kw)  # type: ignore[arg-type]
+    return peer_config(method, f"{user}@lab.test", client_cert=lab.users[user].cert,
+                       client_key=lab.users[user].key, **kw)
 
 
 def peap_config(lab: pki.Pki, **kw: object) -> PeerConfig:
     kw.setdefault("ca_file", lab.ca)
     kw.setdefault("server_name", "nps.lab.test")
     kw.setdefault("password", PASSWORD.encode())
-    return PeerConfig(method="peap-mschapv2", identity="alice", **kw)  # type: ignore[arg-type]
+    return peer_config("peap-mschapv2", "alice", **kw)
 
 
 def server_ctx(lab: pki.Pki, *, version: str = "1.3", client_cert: str = "require",
@@ -121,7 +137,7 @@ def run(peer: EapPeer, script: Script) -> Wire:
         wire.to_server.append(message)
         request = script.send(message)
         wire.to_peer.append(request)
-        reply = peer.receive(request)
+        reply = peer.receive(request).reply
         if reply is None:
             return wire
         message = reply
@@ -358,12 +374,12 @@ def test_endless_capabilities_requests_are_a_loop() -> None:
 
 def test_other_methods_are_naked_and_notifications_answered(lab: pki.Pki) -> None:
     peer = EapPeer(tls_config(lab))
-    assert peer.receive(EapPacket.request(1, EapType.MD5_CHALLENGE, b"\x10" + bytes(16)).to_bytes()) == \
+    assert peer.receive(EapPacket.request(1, EapType.MD5_CHALLENGE, b"\x10" + bytes(16)).to_bytes()).reply == \
         b"\x02\x01\x00\x06\x03\x0d"
-    assert peer.receive(EapPacket.request(2, EapType.NOTIFICATION, b"Hello").to_bytes()) == b"\x02\x02\x00\x05\x02"
+    assert peer.receive(EapPacket.request(2, EapType.NOTIFICATION, b"Hello").to_bytes()).reply == b"\x02\x02\x00\x05\x02"
     assert peer.notifications == ["Hello"]
     peap = EapPeer(peap_config(lab))
-    assert peap.receive(EapPacket.request(7, EapType.TLS, b"\x20").to_bytes()) == b"\x02\x07\x00\x06\x03\x19"
+    assert peap.receive(EapPacket.request(7, EapType.TLS, b"\x20").to_bytes()).reply == b"\x02\x07\x00\x06\x03\x19"
 
 
 def test_unexpected_type_after_the_method_started(lab: pki.Pki) -> None:
@@ -385,7 +401,7 @@ def test_endless_restarts_are_refused(lab: pki.Pki) -> None:
 def test_duplicate_request_gets_the_same_response(lab: pki.Pki) -> None:
     peer = EapPeer(tls_config(lab))
     start = EapPacket.request(1, EapType.TLS, start_payload()).to_bytes()
-    assert peer.receive(start) == peer.receive(start)
+    assert peer.receive(start).reply == peer.receive(start).reply
 
 
 def test_success_before_the_method_finished_is_refused(lab: pki.Pki) -> None:
@@ -397,7 +413,7 @@ def test_success_before_the_method_finished_is_refused(lab: pki.Pki) -> None:
 
 def test_failure_ends_cleanly(lab: pki.Pki) -> None:
     peer = EapPeer(tls_config(lab))
-    assert peer.receive(EapPacket.failure(1).to_bytes()) is None
+    assert peer.receive(EapPacket.failure(1).to_bytes()).reply is None
     assert peer.state == "failure"
     with pytest.raises(EapPeerError, match="already ended"):
         peer.receive(EapPacket.request(2, EapType.IDENTITY).to_bytes())
@@ -408,13 +424,13 @@ def test_config_errors_name_the_file_not_the_password(lab: pki.Pki, tmp_path: Pa
     with pytest.raises(TlsConfigError, match="nope.pem"):
         EapPeer(tls_config(lab, ca_file=bad))
     with pytest.raises(TlsConfigError, match="alice.p12") as caught:
-        EapPeer(PeerConfig(method="eap-tls", identity="alice", pkcs12=lab.users["alice"].p12,
+        EapPeer(peer_config("eap-tls", "alice", pkcs12=lab.users["alice"].p12,
                            pkcs12_password="wrong-Password-77"))
     assert "wrong-Password-77" not in str(caught.value)
     with pytest.raises(ValueError, match="needs a password"):
-        EapPeer(PeerConfig(method="peap-mschapv2", identity="alice"))
+        EapPeer(peer_config("peap-mschapv2", "alice"))
     with pytest.raises(ValueError, match="unknown EAP method"):
-        EapPeer(PeerConfig(method="pap", identity="alice"))
+        EapPeer(peer_config("pap", "alice"))
     config = peap_config(lab)
     assert PASSWORD not in repr(config) and PASSWORD not in repr(EapPeer(config))
 
@@ -445,7 +461,7 @@ def test_eap_tls_full_run(lab: pki.Pki, version: str, mtu: int) -> None:
 
 
 def test_eap_tls_with_pkcs12_and_resumption(lab: pki.Pki) -> None:
-    config = PeerConfig(method="eap-tls", identity="alice", pkcs12=lab.users["alice"].p12,
+    config = peer_config("eap-tls", "alice", pkcs12=lab.users["alice"].p12,
                         pkcs12_password=P12_PASSWORD, ca_file=lab.ca, server_name="nps.lab.test", tls_max="1.2")
     ctx = server_ctx(lab, version="1.2")
     first = EapPeer(config)

@@ -35,12 +35,12 @@ from probe.eap.tls import (
     TlsEngine,
     TlsPayload,
     ack_payload,
-    client_context,
     fragment_size_for_mtu,
     parse_payload,
-    server_context,
     start_payload,
 )
+from probe.credentials import client_context_from_files as client_context  # files are read at the edge
+from probe.credentials import server_context_from_files as server_context
 
 P12_PASSWORD = "p12-Secret-Sauce-42"
 KEY_PASSPHRASE = "key-Passphrase-Zebra-7"
