@@ -492,7 +492,8 @@ def _expectation(r: _Reader, node: Node | None, path: str, dictionary: RadiusDic
     if fields is None:
         return exp
     if "result" in fields:
-        exp.result = r.choice(fields["result"][1], _join(path, "result"), EXPECTATIONS, "result") or "accept"
+        result = r.choice(fields["result"][1], _join(path, "result"), EXPECTATIONS, "result")
+        exp.result = next((e for e in EXPECTATIONS if e == result), "accept")
     if "within" in fields:
         exp.within_s = r.number(fields["within"][1], _join(path, "within"), minimum=0)
     if "reply_message" in fields:
@@ -511,8 +512,9 @@ def _expectation(r: _Reader, node: Node | None, path: str, dictionary: RadiusDic
                 continue
             exp.attributes.setdefault(name, []).append(value)
     if "message_authenticator" in fields:
-        exp.message_authenticator = r.choice(fields["message_authenticator"][1], _join(path, "message_authenticator"),
-                                             MA_POLICIES, "Message-Authenticator policy") or "required"
+        policy = r.choice(fields["message_authenticator"][1], _join(path, "message_authenticator"),
+                          MA_POLICIES, "Message-Authenticator policy")
+        exp.message_authenticator = "optional" if policy == "optional" else "required"
     if exp.result == "discard":
         for key in ("within", "reply_message", "attributes"):
             if key in fields:

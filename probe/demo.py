@@ -68,11 +68,12 @@ def _cases() -> list[Case]:
     ]
     for method in (m.name for m in METHODS.values() if m.eap):
         cert = METHODS[method].credential == "certificate"
-        for user, expect, shows, label in (
+        behaviours: tuple[tuple[str, ExpectedResult, tuple[str, str | None], str], ...] = (
             ("alice", "accept", ("accept", None), "push approved"),
             ("bob", "reject", ("reject", "nps_reject_after_primary_auth"), "push denied"),
             ("carol", "accept", ("discard", "nps_discard_after_primary_auth"), "ESTS_TOKEN_ERROR discard"),
-        ):
+        )
+        for user, expect, shows, label in behaviours:
             cases.append(Case(label, method, user, expect, shows, cert_user=user if cert else None))
         cases.append(Case("approved past window", method, "slow", "accept", ("accept", "answer_outside_window"),
                           cert_user="slow" if cert else None,

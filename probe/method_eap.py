@@ -85,12 +85,13 @@ class EapMethod:
 
     def report(self, outcome: Outcome) -> None:
         binding = self.peer.cryptobinding
-        outcome.cryptobinding = binding if binding in ("valid", "invalid") else "absent"
+        outcome.cryptobinding = "valid" if binding == "valid" else "invalid" if binding == "invalid" else "absent"
         outcome.eap_detail = self.peer.failure_detail
         report = self.peer.tls_report(now=datetime.now(timezone.utc))
         if report:
             outcome.tls = report
-            for warning in report.get("warnings", []):
+            warnings = report.get("warnings")
+            for warning in warnings if isinstance(warnings, list) else []:
                 if warning not in outcome.warnings:
                     outcome.warnings.append(warning)
 

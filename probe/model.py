@@ -206,7 +206,7 @@ class ProbeConfig:
         return self.module.nas_identifier
 
     @property
-    def expected(self) -> str:
+    def expected(self) -> ExpectedResult:
         return self.expectation.result
 
     @property

@@ -159,6 +159,11 @@ def _json_safe(value: Any) -> Any:
 def finalize(o: Outcome, *, slow_fraction: float = DEFAULT_SLOW_FRACTION) -> Outcome:
     """The conversation's entry to the judge: the Outcome judged against ``Expectation(result=o.expected)``.
 
+    Only what the conversation knows is judged here (window, lateness, slow
+    answer, diagnosis); certificate expiry and unsigned replies are the front
+    door's options (``--cert-warn-days``, ``--allow-unsigned``), judged when the
+    check is (``probe.checks.evaluate``, which every front door calls).
+
     A thin wrapper over :func:`probe.verdict.judge_outcome` (the one judge).  A
     check with a fuller expectation (reply message, attributes, certificates,
     Message-Authenticator) is judged by ``probe.verdict`` with it, which derives
@@ -168,5 +173,6 @@ def finalize(o: Outcome, *, slow_fraction: float = DEFAULT_SLOW_FRACTION) -> Out
     from .model import Expectation
     from .verdict import JudgeOptions, judge_outcome
 
-    judge_outcome(o, Expectation(result=o.expected), JudgeOptions(slow_fraction=slow_fraction))
+    judge_outcome(o, Expectation(result=o.expected, message_authenticator="optional"),
+                  JudgeOptions(cert_warn_days=None, slow_fraction=slow_fraction))
     return o

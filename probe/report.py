@@ -143,10 +143,10 @@ def junit_xml(results: Sequence[CheckResult]) -> str:
     by_file: dict[str, list[CheckResult]] = {}
     for r in results:
         by_file.setdefault(r.check.source, []).append(r)
-    root = ET.Element("testsuites", name="radius-probe", **_junit_counts(results))
+    root = ET.Element("testsuites", {"name": "radius-probe", **_junit_counts(results)})
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     for source, group in by_file.items():
-        suite = ET.SubElement(root, "testsuite", name=source, timestamp=stamp, **_junit_counts(group))
+        suite = ET.SubElement(root, "testsuite", {"name": source, "timestamp": stamp, **_junit_counts(group)})
         for r in group:
             _junit_case(suite, r)
     ET.indent(root)

@@ -111,8 +111,9 @@ def _unmet(o: Outcome, expectation: Expectation, codes: list[tuple[str, str | No
         first = f"; {codes[0][0]}" if codes else ""
         return f"expected {expectation.result}, got {got}{first}"
     if o.late:
-        return (f"{o.result} came after {o.final_response_s:.1f} s, past the client's "
-                f"{o.client_timeout_s:g} s timeout")
+        when = f" after {o.final_response_s:.1f} s" if o.final_response_s is not None else ""
+        limit = f"{o.client_timeout_s:g} s " if o.client_timeout_s is not None else ""
+        return f"{o.result} came{when}, past the client's {limit}timeout"
     return (f"{o.result} came outside the {o.window_s:g} s window"
             + (f" ({o.final_response_s:.1f} s)" if o.final_response_s is not None else ""))
 
@@ -140,8 +141,12 @@ def _wire(dictionary: RadiusDictionary, name: str, value: object) -> bytes | Non
 def _attribute_failures(name: str, wanted: list[str], got: list[Any], dictionary: RadiusDictionary) -> list[str]:
     have = {_wire(dictionary, name, v) for v in got}
     shown = ", ".join(_show(v) for v in got) or "nothing"
-    return [f"{name}: expected {value!r}, got {shown}" for value in wanted
-            if _wire(dictionary, name, value) not in have]
+    missing = []
+    for value in wanted:
+        wire = _wire(dictionary, name, value)
+        if wire is None or wire not in have:  # a value that does not encode matches nothing
+            missing.append(f"{name}: expected {value!r}, got {shown}")
+    return missing
 
 
 def _show(value: object) -> str:
@@ -216,9 +221,9 @@ def diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | N
     elif o.result == "challenge":
         codes.append(("otp_challenge", f"prompt: {o.reply_message!r}" if o.reply_message else None))
     elif o.result == "error":
-        code = code_for_error(o.error_kind, o.error_detail)
-        if code is not None:
-            codes.append((code, o.error_detail))
+        error_code = code_for_error(o.error_kind, o.error_detail)
+        if error_code is not None:
+            codes.append((error_code, o.error_detail))
     if o.result == "accept" and o.expected == "reject":
         codes.append(("mfa_not_enforced", None))
     if o.result == "accept" and spec is not None and spec.mppe and o.mppe == "absent":
