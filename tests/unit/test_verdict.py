@@ -201,6 +201,7 @@ def test_slow_answer_outside_window_is_not_slow() -> None:
     o = outcome(final_response_s=70.0)
     judge(o)
     assert codes(o) == ["answer_outside_window"] and o.degraded == []
+    assert diagnosis_codes(o, 0.75) == [("answer_outside_window", "70.0 s against a 60 s window")]
 
 
 def test_unsigned_replies_are_degraded_when_required() -> None:
@@ -410,6 +411,8 @@ def test_finalize_is_the_judge_without_check_options() -> None:
     (dict(result="discard", primary_auth_done=True, round_trips=2), [("nps_discard_after_primary_auth", None)]),
     (dict(result="discard", method="peap-mschapv2", round_trips=3),
      [("eap_stalled", "unanswered after 2 answered round(s)")]),
+    (dict(result="discard", method="peap-mschapv2", round_trips=2),
+     [("eap_stalled", "unanswered after 1 answered round(s)")]),
     (dict(result="discard", method="peap-mschapv2", round_trips=1), [("no_reply", None)]),
     (dict(result="discard", method="pap", round_trips=3), [("no_reply", None)]),
     (dict(result="reject", primary_auth_done=True, reply_message="Denied"),
@@ -467,3 +470,37 @@ def test_reject_detail_is_rendered_into_the_text() -> None:
     o = outcome(result="reject", reply_message="Denied by policy")
     judge(o)
     assert "(Reply-Message: 'Denied by policy')" in o.diagnosis[0]["text"]
+
+
+def test_defaults_are_the_command_lines() -> None:
+    o = outcome(method="eap-tls", mppe="match", tls={"server_cert": cert(30.5)})
+    assert judge(o).exit_code == EXIT_OK  # the default warns 30 days ahead, not 31
+    o = outcome(method="eap-tls", mppe="match", tls={"server_cert": cert(29.5)})
+    assert judge(o).exit_code == EXIT_DEGRADED
+    assert JudgeOptions().cert_warn_days == 30 and JudgeOptions().slow_fraction == 0.75
+
+
+def test_blast_radius_text_names_the_fix() -> None:
+    assert "Blast-RADIUS" in BLAST_RADIUS and "CVE-2024-3596" in BLAST_RADIUS and "KB5040268" in BLAST_RADIUS
+
+
+def test_options_and_judgements_are_values() -> None:
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        JudgeOptions().slow_fraction = 0.5  # type: ignore[misc]  # frozen on purpose
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        judge(outcome()).exit_code = 3  # type: ignore[misc]  # frozen on purpose
+
+
+def test_undecodable_attribute_bytes_are_shown_safely() -> None:
+    o = outcome(reply_attributes={"Class": [b"\xff"]})
+    j = judge(o, Expectation(attributes={"Class": ["a"]}))
+    assert j.failures == ("Class: expected 'a', got '\ufffd'",)
+
+
+def test_server_refused_tls_is_a_bool() -> None:
+    from probe.verdict import _server_refused_tls
+
+    assert _server_refused_tls(outcome(method="eap-tls", tls={"server_cert": {"subject": "x"}})) is False
+    assert _server_refused_tls(outcome(method="eap-tls", tls=None)) is True
