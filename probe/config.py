@@ -383,7 +383,7 @@ def _module(r: _Reader, name: str, node: Node, path: str, dictionary: RadiusDict
     m.tls = _tls(r, fields, path, method)
     if method is not None:
         for problem in method.requirements(_given(fields, m.tls)):
-            for where, message in _problem_issues(problem, method, fields, path):
+            for where, message in _problem_issues(problem, method, fields):
                 r.error(fields[where][0] if where else node, _join(path, where) if where else path, message)
     m.profile = value("profile", lambda n, p: r.choice(n, p, PROFILES, "NAS profile")) or "rras"
     m.attrs = value("attrs", lambda n, p: _attrs(r, n, p, dictionary, request=True)) or []
@@ -413,8 +413,8 @@ def _given(fields: dict[str, tuple[Node, Node]], tls: TlsOptions) -> Given:
                  tls=any(k in fields for k in _TLS_KEYS))
 
 
-def _problem_issues(problem: Problem, method: MethodSpec, fields: dict[str, tuple[Node, Node]],
-                    path: str) -> list[tuple[str | None, str]]:
+def _problem_issues(problem: Problem, method: MethodSpec,
+                    fields: dict[str, tuple[Node, Node]]) -> list[tuple[str | None, str]]:
     """(field the issue is reported at, None: the module itself; message) for one broken method requirement."""
     name = method.name
     present = list(fields)
