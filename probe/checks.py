@@ -1,10 +1,12 @@
 """Run a probe file's checks: concurrently, one client per target, verdicts per check.
 
-The Outcome says what the server did; a CheckResult adds what the probe file
-expected of it (reply message, attributes, a time bound) and the degraded
-states an admin must act on before they become outages: a certificate about
-to expire, an answer that eats most of the MFA window, replies that carry no
-Message-Authenticator (Blast-RADIUS, KB5040268).
+The Outcome says what the server did; :mod:`probe.verdict` (the one judge)
+holds it against the check's expectation (reply message, attributes, a time
+bound) and finds the degraded states an admin must act on before they become
+outages: a certificate about to expire, an answer that eats most of the MFA
+window, replies that carry no Message-Authenticator (Blast-RADIUS, KB5040268).
+``radius-probe auth`` runs its one in-memory check through :func:`run_check`
+too, so every front door gives the same verdict.
 """
 
 from __future__ import annotations
@@ -12,24 +14,23 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Sequence
 
+from .drivers.aio import authenticate
 from .inputs import UsageError, resolve
-from .config import Check
-from .conversation import authenticate
-from .diagnosis import entry
-from .outcome import DEFAULT_SLOW_FRACTION, VERDICTS, EXIT_DEGRADED, EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, Outcome, finalize
-from .radius.dictionary import DictionaryError, RadiusDictionary, default_dictionary
-from .radius.transport import RadiusClient
+from .methods import Method
+from .model import DEFAULT_SLOW_FRACTION, Check, probe_config
+from .outcome import EXIT_OK, VERDICTS, ErrorKind, Outcome
+from .radius.dictionary import RadiusDictionary
+from .radius.transport import RadiusClient, Tap
+from .verdict import BLAST_RADIUS, DEFAULT_CERT_WARN_DAYS, JudgeOptions, judge_outcome
+
+__all__ = ["BLAST_RADIUS", "DEFAULT_CERT_WARN_DAYS", "DEFAULT_CONCURRENCY", "RunOptions", "CheckResult", "Progress",
+           "evaluate", "local_failure", "run_check", "run_checks", "worst_exit_code"]
 
 DEFAULT_CONCURRENCY = 32
-DEFAULT_CERT_WARN_DAYS = 30
-BLAST_RADIUS = (
-    "replies carry no Message-Authenticator, so a forged reply cannot be told apart (Blast-RADIUS, "
-    "CVE-2024-3596); see KB5040268: `netsh nps set requiremsgauth` and `limitproxystate` on NPS, and prefer "
-    "servers that sign every reply (FreeRADIUS 3.2.5 and later)"
-)
+KeylogSink = Callable[[bytes], None]
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,15 @@ class RunOptions:
     cert_warn_days: int = DEFAULT_CERT_WARN_DAYS
     slow_fraction: float = DEFAULT_SLOW_FRACTION
 
+    def judge(self, now: datetime | None = None, dictionary: RadiusDictionary | None = None) -> JudgeOptions:
+        return JudgeOptions(cert_warn_days=self.cert_warn_days, slow_fraction=self.slow_fraction, now=now,
+                            dictionary=dictionary)
+
 
 @dataclass
 class CheckResult:
+    """A judged check: the Outcome and the judge's failures and degraded states (see probe.verdict)."""
+
     check: Check
     outcome: Outcome
     failures: list[str] = field(default_factory=list)
@@ -48,11 +55,8 @@ class CheckResult:
 
     @property
     def exit_code(self) -> int:
-        if self.outcome.error_kind == "local":
-            return EXIT_UNKNOWN
-        if self.failures:
-            return EXIT_FAILED
-        return EXIT_DEGRADED if self.degraded else EXIT_OK
+        """The Outcome's exit code: the same number ``auth`` exits with."""
+        return self.outcome.exit_code
 
     @property
     def verdict(self) -> str:
@@ -94,107 +98,22 @@ def worst_exit_code(results: Sequence[CheckResult]) -> int:
 
 def evaluate(check: Check, outcome: Outcome, options: RunOptions, *, now: datetime | None = None,
              dictionary: RadiusDictionary | None = None) -> CheckResult:
-    """The check's failures and degraded states, from the Outcome's fields only."""
-    result = CheckResult(check, outcome)
-    if outcome.error_kind == "local":
-        result.failures.append(f"could not probe: {outcome.error_detail}")
-        return result
-    result.failures += _expectation_failures(check, outcome, dictionary or default_dictionary())
-    if not result.failures:
-        result.degraded += list(outcome.degraded)
-    for code, text in _certificate_states(outcome, options.cert_warn_days, now or datetime.now(timezone.utc)):
-        result.degraded.append(text)
-        _add_diagnosis(outcome, code, text)
-    if outcome.message_authenticator == "absent" and check.expect.message_authenticator == "required":
-        result.degraded.append(BLAST_RADIUS)
-        _add_diagnosis(outcome, "message_authenticator_absent", None)
-    return result
-
-
-def _add_diagnosis(outcome: Outcome, code: str, detail: str | None) -> None:
-    """Check-level states join the Outcome's diagnosis, so every output shows what to check."""
-    if code not in {d["code"] for d in outcome.diagnosis}:
-        outcome.diagnosis.append(entry(code).render(detail))
-
-
-def _expectation_failures(check: Check, o: Outcome, dictionary: RadiusDictionary) -> list[str]:
-    exp = check.expect
-    if not o.expectation_met:
-        got = o.result + (f" ({o.error_kind}: {o.error_detail})" if o.error_kind else "")
-        if o.result != exp.result:
-            first = f"; {o.diagnosis[0]['code']}" if o.diagnosis else ""
-            return [f"expected {exp.result}, got {got}{first}"]
-        if o.late:
-            return [f"{o.result} came after {o.final_response_s:.1f} s, past the client's "
-                    f"{o.client_timeout_s:g} s timeout"]
-        return [f"{o.result} came outside the {o.window_s:g} s window"
-                + (f" ({o.final_response_s:.1f} s)" if o.final_response_s is not None else "")]
-    failures = []
-    if exp.within_s is not None and o.duration_s > exp.within_s:
-        failures.append(f"answered in {o.duration_s:.3f} s, expected within {exp.within_s:g} s")
-    if exp.reply_message is not None and not exp.reply_message.search(o.reply_message or ""):
-        failures.append(f"Reply-Message {o.reply_message!r} does not match /{exp.reply_message.pattern}/")
-    for name, wanted in exp.attributes.items():
-        failures += _attribute_failures(name, wanted, o.reply_attributes.get(name, []), dictionary)
-    return failures
-
-
-def _wire(dictionary: RadiusDictionary, name: str, value: object) -> bytes | None:
-    """Compare attribute values as the bytes they are on the wire (1 == "1", "VLAN" == 13)."""
-    try:
-        return dictionary.encode(name, value if isinstance(value, (str, int, bytes)) else str(value))[1]
-    except DictionaryError:
-        return None
-
-
-def _attribute_failures(name: str, wanted: list[str], got: list[Any], dictionary: RadiusDictionary) -> list[str]:
-    have = {_wire(dictionary, name, v) for v in got}
-    shown = ", ".join(_show(v) for v in got) or "nothing"
-    return [f"{name}: expected {value!r}, got {shown}" for value in wanted
-            if _wire(dictionary, name, value) not in have]
-
-
-def _show(value: object) -> str:
-    if isinstance(value, bytes):
-        text = value.decode("utf-8", "replace")
-        return repr(text) if text.isprintable() else "0x" + value.hex()
-    return repr(value)
-
-
-def _certificate_states(o: Outcome, warn_days: int, now: datetime) -> list[tuple[str, str]]:
-    """(catalogue code, text) for each certificate that expired or expires within ``warn_days``."""
-    states = []
-    for key, what in (("server_cert", "server"), ("client_cert", "client")):
-        cert = (o.tls or {}).get(key) or {}
-        not_after = cert.get("not_after")
-        if not not_after:
-            continue
-        try:
-            expiry = datetime.fromisoformat(str(not_after).replace("Z", "+00:00"))
-        except ValueError:
-            continue
-        days = (expiry - now).total_seconds() / 86400
-        subject = cert.get("subject", "?")
-        code = f"{what}_certificate_expiring"
-        if days < 0:
-            states.append((code, f"{what} certificate {subject} expired on {not_after}"))
-        elif days <= warn_days:
-            states.append((code, f"{what} certificate {subject} expires in {int(days)} day(s) ({not_after}); "
-                                 f"renew it before it stops authentication"))
-    return states
+    """The check's verdict: the one judge (probe.verdict) on the Outcome, against the check's expectation."""
+    judged = judge_outcome(outcome, check.expect, options.judge(now, dictionary))
+    return CheckResult(check, outcome, list(judged.failures), list(judged.degraded))
 
 
 # ---------------------------------------------------------------------------
 # Running
 
 
-def local_failure(check: Check, detail: str) -> Outcome:
-    """An Outcome for a check that could not be probed (unresolvable name, unreadable certificate)."""
+def local_failure(check: Check, detail: str, kind: ErrorKind = ErrorKind.LOCAL) -> Outcome:
+    """An Outcome for a check that could not be probed (unresolvable name, unreadable certificate; a bug)."""
     m = check.module
     o = Outcome(target=check.target.address, method=m.method, identity=m.identity, expected=check.expect.result,
                 window_s=m.window_s, client_timeout_s=m.policy.client_deadline_s)
-    o.error_kind, o.error_detail = "local", detail
-    return finalize(o)
+    o.error_kind, o.error_detail = kind, detail
+    return o
 
 
 class _Clients:
@@ -233,20 +152,32 @@ async def _resolve_targets(checks: Sequence[Check]) -> dict[str, tuple[str, int]
     return out
 
 
-async def _run_one(check: Check, address: tuple[str, int] | str, clients: _Clients,
-                   slow_fraction: float = DEFAULT_SLOW_FRACTION) -> Outcome:
+async def run_check(check: Check, address: tuple[str, int] | str, options: RunOptions = RunOptions(), *,
+                    clients: _Clients | None = None, keylog: KeylogSink | None = None, tap: Tap | None = None,
+                    resume: bool = False, method: Method | None = None, raise_local: bool = False) -> CheckResult:
+    """Probe one check and judge it: the path of ``run``, ``serve``, ``/probe`` and ``auth``.
+
+    ``address`` is the resolved target, or the reason it could not be resolved.
+    Bad local input (an unreadable certificate, no socket) becomes a "could not
+    probe" Outcome, or with ``raise_local`` (``auth``: one line on stderr) is raised.
+    """
     from .eap.tls import TlsConfigError
 
     if isinstance(address, str):
-        return local_failure(check, address)
-    cfg = check.probe_config(address, slow_fraction)
+        return evaluate(check, local_failure(check, address), options)
+    cfg = probe_config(check, address, slow_fraction=options.slow_fraction)
     try:
-        client = await clients.get(address, cfg.secret.value)
-        return await authenticate(cfg, client)
+        client = await clients.get(address, cfg.secret.value) if clients is not None else None
+        outcome = await authenticate(cfg, client, keylog=keylog, tap=tap, resume=resume, method=method)
     except (TlsConfigError, ValueError) as exc:
-        return local_failure(check, str(exc))
+        if raise_local:
+            raise
+        outcome = local_failure(check, str(exc))
     except OSError as exc:
-        return local_failure(check, f"cannot open a socket to {check.target.address}: {exc.strerror or exc}")
+        if raise_local:
+            raise
+        outcome = local_failure(check, f"cannot open a socket to {check.target.address}: {exc.strerror or exc}")
+    return evaluate(check, outcome, options)
 
 
 async def run_checks(checks: Sequence[Check], options: RunOptions = RunOptions(), *,
@@ -261,13 +192,13 @@ async def run_checks(checks: Sequence[Check], options: RunOptions = RunOptions()
         async with gate:
             state.started[index] = (f"{check.name}@{check.target.name}", time.monotonic())
             try:
-                outcome = await _run_one(check, addresses[check.target.name], clients, options.slow_fraction)
+                result = await run_check(check, addresses[check.target.name], options, clients=clients)
             finally:
                 del state.started[index]
                 state.done += 1
         if progress is not None:
             progress(state)
-        return evaluate(check, outcome, options)
+        return result
 
     ticker = asyncio.create_task(_tick(state, progress, tick_s)) if progress is not None else None
     try:

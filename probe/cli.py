@@ -18,12 +18,15 @@ from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from . import __version__
 from .inputs import UsageError, parse_hostport, read_secret_file, resolve
-from .conversation import METHODS, ProbeConfig, Secret, TlsOptions, authenticate, make_method
-from .outcome import DEFAULT_WINDOW_S, EXIT_UNKNOWN, EXPECTATIONS
+from .methods import DEFAULT_METHOD, METHOD_NAMES, TLS_VERSIONS, Given, Problem, UnknownMethod, make_method, spec
+from .model import DEFAULT_SLOW_FRACTION, DEFAULT_WINDOW_S, Check, Expectation, Module, Secret, Target, TlsOptions
+from .model import target_text
+from .outcome import EXIT_UNKNOWN, EXPECTATIONS
 from .radius.dictionary import DictionaryError, default_dictionary
 from .radius.profiles import PROFILES, parse_attr_option
 from .radius.transport import RetryPolicy
 from .report import summary
+from .verdict import DEFAULT_CERT_WARN_DAYS
 
 if TYPE_CHECKING:
     from .checks import CheckResult
@@ -74,7 +77,8 @@ def _add_auth_args(p: argparse.ArgumentParser) -> None:
     s.add_argument("--secret-file", metavar="F", help="file holding the shared secret")
     s.add_argument("--secret", metavar="S", help="the shared secret (visible in ps; prefer --secret-file)")
     a = p.add_argument_group("authentication")
-    a.add_argument("--method", default="pap", help=f"one of {', '.join(METHODS)} (default pap)")
+    a.add_argument("--method", default=DEFAULT_METHOD,
+                   help=f"one of {', '.join(METHOD_NAMES)} (default {DEFAULT_METHOD})")
     a.add_argument("--identity", required=True, metavar="NAME", help="User-Name (inner identity for PEAP)")
     a.add_argument("--password", metavar="P", help="password (visible in ps; prefer --password-file)")
     a.add_argument("--password-file", metavar="F", help="file holding the password")
@@ -112,14 +116,35 @@ def _add_auth_args(p: argparse.ArgumentParser) -> None:
     n.add_argument("--nas-identifier", default="radius-probe", metavar="NAME")
     o = p.add_argument_group("output")
     o.add_argument("--expect", default="accept", help=f"expected result: {', '.join(EXPECTATIONS)} (default accept)")
+    o.add_argument("--allow-unsigned", action="store_true",
+                   help="replies without Message-Authenticator are not a degraded state (a probe file's "
+                        "message_authenticator: optional)")
+    _add_verdict_options(o)
     o.add_argument("--json", action="store_true", help="print the Outcome as JSON (schema 1)")
     o.add_argument("--pcap", metavar="F", help="write the RADIUS exchange to F as a pcap file")
     o.add_argument("--keylog", metavar="F", help="write TLS secrets to F (NSS key log format, for Wireshark)")
 
 
-def build_probe_config(args: argparse.Namespace) -> ProbeConfig:
-    if args.method not in METHODS:
-        raise UsageError(f"unknown method {args.method!r} (choose {', '.join(METHODS)})")
+_MISSING_FLAGS = {
+    "password": "--password, --password-file or RADIUS_PROBE_PASSWORD",
+    "certificate": "--cert and --key, or --pkcs12",
+    "ca": "--ca (the CA of the server certificate) or --insecure",
+}
+
+
+def _usage_problem(method: str, problem: Problem) -> str | None:
+    """The one-line refusal for a method requirement (None: the command line tolerates it, as it always did)."""
+    if problem.kind != "missing":
+        return None
+    return f"--method {method} needs {_MISSING_FLAGS[problem.what]}"
+
+
+def build_check(args: argparse.Namespace) -> tuple[Check, tuple[str, int]]:
+    """``auth``'s command line as a one-check probe in memory: Module + Target + Expectation, and the address."""
+    try:
+        method = spec(args.method)
+    except UnknownMethod as exc:
+        raise UsageError(str(exc)) from None
     if args.expect not in EXPECTATIONS:
         raise UsageError(f"--expect {args.expect!r}: choose {', '.join(EXPECTATIONS)}")
     if args.profile not in PROFILES:
@@ -128,14 +153,8 @@ def build_probe_config(args: argparse.Namespace) -> ProbeConfig:
     address = resolve(host, port)
     secret = _secret(args)
     password = _password(args)
-    if args.method in ("pap", "peap-mschapv2") and password is None:
-        raise UsageError(f"--method {args.method} needs --password, --password-file or RADIUS_PROBE_PASSWORD")
-    if args.method in ("eap-tls", "peap-tls") and not (args.pkcs12 or (args.cert and args.key)):
-        raise UsageError(f"--method {args.method} needs --cert and --key, or --pkcs12")
-    if args.tls_max is not None and args.tls_max not in ("1.0", "1.1", "1.2", "1.3"):
-        raise UsageError(f"--tls-max {args.tls_max!r}: unknown TLS version (choose 1.0, 1.1, 1.2, 1.3)")
-    if args.method != "pap" and not args.ca and not args.insecure:
-        raise UsageError(f"--method {args.method} needs --ca (the CA of the server certificate) or --insecure")
+    if args.tls_max is not None and args.tls_max not in TLS_VERSIONS:
+        raise UsageError(f"--tls-max {args.tls_max!r}: unknown TLS version (choose {', '.join(TLS_VERSIONS)})")
     tls = TlsOptions(
         cert=args.cert, key=args.key, key_password=Secret(args.key_password.encode()) if args.key_password else None,
         pkcs12=args.pkcs12,
@@ -148,14 +167,20 @@ def build_probe_config(args: argparse.Namespace) -> ProbeConfig:
     except DictionaryError as exc:
         raise UsageError(str(exc)) from None
     late_wait = args.late_wait if args.late_wait is not None else 1.5 * args.window
-    policy = RetryPolicy(timeout_s=args.timeout, retries=args.retries, listen_s=late_wait)
-    return ProbeConfig(
-        address=address, secret=secret, method=args.method, identity=args.identity,
-        target=f"[{host}]:{port}" if ":" in host else f"{host}:{port}", password=password, outer_identity=args.outer_identity, tls=tls,
-        otp=Secret(args.otp.encode()) if args.otp else None, profile=args.profile, extra_attrs=extra,
-        policy=policy, window_s=args.window, expected=args.expect, framed_mtu=args.framed_mtu,
-        nas_identifier=args.nas_identifier,
+    module = Module(
+        name=method.name, method=method.name, identity=args.identity, outer_identity=args.outer_identity,
+        password=password, otp=Secret(args.otp.encode()) if args.otp else None, tls=tls, profile=args.profile,
+        attrs=extra, policy=RetryPolicy(timeout_s=args.timeout, retries=args.retries, listen_s=late_wait),
+        window_s=args.window, framed_mtu=args.framed_mtu, nas_identifier=args.nas_identifier,
     )
+    for problem in method.requirements(Given.of(module)):
+        message = _usage_problem(method.name, problem)
+        if message is not None:
+            raise UsageError(message)
+    written = target_text(host, port)
+    target = Target(name=written, address=written, host=host, port=port, secret=secret)
+    expect = Expectation(result=args.expect, message_authenticator="optional" if args.allow_unsigned else "required")
+    return Check(name="auth", target=target, module=module, expect=expect, source="(command line)"), address
 
 
 def _open_output(path: str, what: str):  # type: ignore[no-untyped-def]
@@ -166,10 +191,12 @@ def _open_output(path: str, what: str):  # type: ignore[no-untyped-def]
 
 
 def cmd_auth(args: argparse.Namespace) -> int:
+    """``auth``: one check built in memory, run and judged as ``run`` does (same verdict, same exit code)."""
+    from .checks import RunOptions, run_check
     from .eap.tls import TlsConfigError
     from .pcap import PcapWriter
 
-    cfg = build_probe_config(args)
+    check, address = build_check(args)
     keylog_file = None
 
     def keylog(line: bytes) -> None:
@@ -179,7 +206,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
 
     sink = keylog if args.keylog else None
     try:  # load certificates and keys first: bad input must not touch --pcap / --keylog files
-        method = make_method(cfg, sink)
+        method = make_method(check.probe_config(address), sink)
     except (TlsConfigError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     keylog_file = _open_output(args.keylog, "--keylog") if args.keylog else None
@@ -189,19 +216,21 @@ def cmd_auth(args: argparse.Namespace) -> int:
             pcap = PcapWriter(args.pcap)
         except OSError as exc:
             raise UsageError(f"--pcap {args.pcap}: cannot write ({exc.strerror})") from None
+    options = RunOptions(concurrency=1, cert_warn_days=args.cert_warn_days, slow_fraction=args.slow_fraction)
     try:
-        outcome = asyncio.run(authenticate(cfg, method=method, keylog=sink, tap=pcap, resume=args.resume))
+        result = asyncio.run(run_check(check, address, options, keylog=sink, tap=pcap, resume=args.resume,
+                                       method=method, raise_local=True))
     except (TlsConfigError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:  # no route, a broadcast address, no IPv6 stack: we could not probe
-        raise UsageError(f"cannot open a socket to {cfg.target}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot open a socket to {check.target.address}: {exc.strerror or exc}") from None
     finally:
         if keylog_file is not None:
             keylog_file.close()
         if pcap is not None:
             pcap.close()
-    print(outcome.to_json(indent=2) if args.json else summary(outcome))
-    return outcome.exit_code
+    print(result.outcome.to_json(indent=2) if args.json else summary(result.outcome))
+    return result.exit_code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -291,10 +320,17 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     """Options ``run`` and ``serve`` share: how checks run and when they are degraded."""
     p.add_argument("--concurrency", type=_positive(int, "--concurrency", 1, inclusive=True), default=32,
                    metavar="N", help="checks in flight at once (default 32)")
-    p.add_argument("--cert-warn-days", type=_positive(int, "--cert-warn-days", 0, inclusive=True), default=30,
-                   metavar="N", help="a certificate expiring within N days is a degraded state (default 30)")
-    p.add_argument("--slow-fraction", type=_positive(float, "--slow-fraction"), default=0.75, metavar="F",
-                   help="an answer slower than F x the window is a degraded state (default 0.75)")
+    _add_verdict_options(p)
+
+
+def _add_verdict_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """When an answer is degraded: the same options, with the same defaults, for auth, run and serve."""
+    p.add_argument("--cert-warn-days", type=_positive(int, "--cert-warn-days", 0, inclusive=True), default=DEFAULT_CERT_WARN_DAYS,
+                   metavar="N", help=f"a certificate expiring within N days is a degraded state "
+                                     f"(default {DEFAULT_CERT_WARN_DAYS})")
+    p.add_argument("--slow-fraction", type=_positive(float, "--slow-fraction"), default=DEFAULT_SLOW_FRACTION,
+                   metavar="F", help=f"an answer slower than F x the window is a degraded state "
+                                     f"(default {DEFAULT_SLOW_FRACTION:g})")
 
 
 def _one_shot_metrics(args: argparse.Namespace, results: Sequence["CheckResult"]) -> int:

@@ -25,18 +25,18 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .inputs import UsageError, parse_hostport, read_secret_file
-from .outcome import DEFAULT_SLOW_FRACTION
-from .conversation import METHODS, ProbeConfig, Secret, TlsOptions
-from .outcome import DEFAULT_WINDOW_S, EXPECTATIONS
+from .methods import METHOD_NAMES, METHODS, TLS_VERSIONS, Given, MethodSpec, Problem, UnknownMethod, spec
+from .model import (DEFAULT_INTERVAL_S, DEFAULT_WINDOW_S, Check, Expectation, Module, ProbeConfig, Secret, Target,
+                    TlsOptions)
+from .outcome import EXPECTATIONS
 from .radius.dictionary import DictionaryError, RadiusDictionary, default_dictionary
 from .radius.profiles import PROFILES, check_request_attribute
 from .radius.transport import RetryPolicy
 
-TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
-PASSWORD_METHODS = ("pap", "peap-mschapv2")
-CERT_METHODS = ("eap-tls", "peap-tls")
 MA_POLICIES = ("required", "optional")
-DEFAULT_INTERVAL_S = 60.0
+# Re-exported: the validated objects live in probe.model (one set for every front door).
+__all__ = ["Check", "ConfigIssue", "Expectation", "Module", "ProbeConfig", "ProbeFileError", "Secret", "Target",
+           "TlsOptions", "load_probe_files", "TLS_VERSIONS", "METHODS"]
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
@@ -81,70 +81,6 @@ class ProbeFileError(Exception):
     def __init__(self, issues: Sequence[ConfigIssue]) -> None:
         super().__init__("\n".join(str(i) for i in issues))
         self.issues = list(issues)
-
-
-@dataclass
-class Module:
-    """How to authenticate (blackbox_exporter's "module")."""
-
-    name: str
-    method: str
-    identity: str
-    outer_identity: str | None = None
-    password: Secret | None = None
-    otp: Secret | None = None
-    tls: TlsOptions = field(default_factory=TlsOptions)
-    profile: str = "rras"
-    attrs: list[tuple[str, str]] = field(default_factory=list)
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
-    window_s: float = DEFAULT_WINDOW_S
-    framed_mtu: int = 1500
-    nas_identifier: str = "radius-probe"
-
-
-@dataclass
-class Target:
-    """Where to authenticate: one RADIUS server address and its shared secret."""
-
-    name: str
-    address: str  # HOST:PORT as written (after ${VAR} expansion), resolved when the checks run
-    host: str
-    port: int
-    secret: Secret
-    labels: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Expectation:
-    result: str = "accept"
-    within_s: float | None = None
-    reply_message: re.Pattern[str] | None = None
-    attributes: dict[str, list[str]] = field(default_factory=dict)
-    message_authenticator: str = "required"  # "optional": an unsigned reply is not a degraded state
-
-
-@dataclass
-class Check:
-    """One target x module x expectation (a check naming several targets becomes one Check each)."""
-
-    name: str
-    target: Target
-    module: Module
-    expect: Expectation
-    interval_s: float
-    source: str  # the probe file
-    line: int
-
-    def probe_config(self, address: tuple[str, int], slow_fraction: float = DEFAULT_SLOW_FRACTION) -> ProbeConfig:
-        """The conversation's input for this check, with the target's resolved address."""
-        m = self.module
-        return ProbeConfig(
-            address=address, secret=self.target.secret, method=m.method, identity=m.identity,
-            target=self.target.address, password=m.password, otp=m.otp, outer_identity=m.outer_identity,
-            tls=m.tls, profile=m.profile, extra_attrs=list(m.attrs), policy=m.policy, window_s=m.window_s,
-            expected=self.expect.result, framed_mtu=m.framed_mtu, nas_identifier=m.nas_identifier,
-            slow_fraction=slow_fraction,
-        )
 
 
 # ---------------------------------------------------------------------------
@@ -335,14 +271,14 @@ class _FileDoc:
 
 
 def _secret_source(r: _Reader, fields: dict[str, tuple[Node, Node]], stem: str, path: str,
-                   owner: Node, required: bool) -> Secret | None:
+                   owner: Node | None, required: bool) -> Secret | None:
     """``<stem>_file`` or ``<stem>_env`` -> Secret; exactly one when required, at most one otherwise."""
     given = [k for k in (f"{stem}_file", f"{stem}_env") if k in fields]
     if len(given) > 1:
         r.error(fields[given[1]][0], _join(path, given[1]), f"give {stem}_file or {stem}_env, not both")
         return None
     if not given:
-        if required:
+        if required and owner is not None:
             r.error(owner, path, f"missing {stem}_file or {stem}_env")
         return None
     key = given[0]
@@ -415,6 +351,17 @@ def _attrs(r: _Reader, node: Node, path: str, dictionary: RadiusDictionary,
     return out
 
 
+def _method(r: _Reader, node: Node, path: str) -> MethodSpec | None:
+    name = r.text(node, path)
+    if name is None:
+        return None
+    try:
+        return spec(name)
+    except UnknownMethod as exc:
+        r.error(node, path, str(exc))
+        return None
+
+
 def _module(r: _Reader, name: str, node: Node, path: str, dictionary: RadiusDictionary) -> Module | None:
     fields = r.mapping(node, path, MODULE_FIELDS)
     if fields is None:
@@ -424,16 +371,20 @@ def _module(r: _Reader, name: str, node: Node, path: str, dictionary: RadiusDict
     def value(key: str, read: Callable[[Node, str], Any]) -> Any:
         return read(fields[key][1], _join(path, key)) if key in fields else None
 
-    method = value("method", lambda n, p: r.choice(n, p, METHODS, "method"))
+    method: MethodSpec | None = value("method", lambda n, p: _method(r, n, p))
     identity = value("identity", lambda n, p: r.text(n, p, expand=True))
     for required in ("method", "identity"):
         if required not in fields:
             r.error(node, path, f"missing {required}")
-    m = Module(name=name, method=method or "pap", identity=identity or "")
+    m = Module(name=name, method=method.name if method else METHOD_NAMES[0], identity=identity or "")
     m.outer_identity = value("outer_identity", lambda n, p: r.text(n, p, expand=True))
-    m.password = _secret_source(r, fields, "password", path, node, required=method in PASSWORD_METHODS)
+    m.password = _secret_source(r, fields, "password", path, node, required=False)
     m.otp = _secret_source(r, fields, "otp", path, node, required=False)
-    m.tls = _tls(r, fields, path, node, method)
+    m.tls = _tls(r, fields, path, method)
+    if method is not None:
+        for problem in method.requirements(_given(fields, m.tls)):
+            for where, message in _problem_issues(problem, method, fields):
+                r.error(fields[where][0] if where else node, _join(path, where) if where else path, message)
     m.profile = value("profile", lambda n, p: r.choice(n, p, PROFILES, "NAS profile")) or "rras"
     m.attrs = value("attrs", lambda n, p: _attrs(r, n, p, dictionary, request=True)) or []
     timeout = value("timeout", lambda n, p: r.number(n, p, minimum=0))
@@ -447,29 +398,52 @@ def _module(r: _Reader, name: str, node: Node, path: str, dictionary: RadiusDict
     mtu = value("framed_mtu", lambda n, p: r.number(n, p, minimum=64, inclusive=True, integer=True))
     m.framed_mtu = int(mtu) if mtu is not None else 1500
     m.nas_identifier = value("nas_identifier", lambda n, p: r.text(n, p, expand=True)) or "radius-probe"
-    for key in ("password_file", "password_env"):
-        if key in fields and method is not None and method not in PASSWORD_METHODS:
-            r.error(fields[key][0], _join(path, key), f"{method} uses no password")
-    for key in ("otp_file", "otp_env"):
-        if key in fields and method is not None and method != "pap":
-            r.error(fields[key][0], _join(path, key), "an OTP answer is sent with pap only")
     return m if len(r.issues) == before else None
 
 
-def _tls(r: _Reader, fields: dict[str, tuple[Node, Node]], path: str, owner: Node, method: str | None) -> TlsOptions:
-    """Certificate fields fill TlsOptions; the same rules as ``radius-probe auth``."""
-    tls_keys = [k for k in ("cert", "key", "key_password_file", "key_password_env", "pkcs12",
-                            "pkcs12_password_file", "pkcs12_password_env", "ca", "server_name", "insecure",
-                            "tls_max") if k in fields]
-    if method == "pap":
-        for key in tls_keys:
-            r.error(fields[key][0], _join(path, key), "pap uses no TLS: certificate fields are for EAP methods")
+_TLS_KEYS = ("cert", "key", "key_password_file", "key_password_env", "pkcs12", "pkcs12_password_file",
+             "pkcs12_password_env", "ca", "server_name", "insecure", "tls_max")
+
+
+def _given(fields: dict[str, tuple[Node, Node]], tls: TlsOptions) -> Given:
+    """What the module's fields give (by presence: a field that failed to read is reported already)."""
+    return Given(password="password_file" in fields or "password_env" in fields,
+                 otp="otp_file" in fields or "otp_env" in fields, cert="cert" in fields, key="key" in fields,
+                 pkcs12="pkcs12" in fields, ca="ca" in fields, insecure=tls.insecure,
+                 tls=any(k in fields for k in _TLS_KEYS))
+
+
+def _problem_issues(problem: Problem, method: MethodSpec,
+                    fields: dict[str, tuple[Node, Node]]) -> list[tuple[str | None, str]]:
+    """(field the issue is reported at, None: the module itself; message) for one broken method requirement."""
+    name = method.name
+    present = list(fields)
+    if problem.kind == "missing":
+        return [(None, {
+            "password": "missing password_file or password_env",
+            "certificate": f"{name} needs cert and key, or pkcs12",
+            "ca": f"{name} needs ca (the CA of the server certificate) or insecure: true",
+        }[problem.what])]
+    if problem.what == "password":
+        return [(k, f"{name} uses no password") for k in ("password_file", "password_env") if k in present]
+    if problem.what == "otp":
+        return [(k, "an OTP answer is sent with pap only") for k in ("otp_file", "otp_env") if k in present]
+    if problem.what == "tls":
+        return [(k, f"{name} uses no TLS: certificate fields are for EAP methods") for k in _TLS_KEYS if k in present]
+    if problem.what == "client_certificate":
+        return [("pkcs12" if "pkcs12" in present else "cert", f"{name} sends no client certificate")]
+    return [("pkcs12", "give pkcs12 or cert and key, not both")]
+
+
+def _tls(r: _Reader, fields: dict[str, tuple[Node, Node]], path: str, method: MethodSpec | None) -> TlsOptions:
+    """Certificate fields fill TlsOptions (a method without TLS reads none: its requirements refuse them)."""
+    if method is not None and not method.eap:
         return TlsOptions()
     t = TlsOptions(
         cert=_file_path(r, fields, "cert", path), key=_file_path(r, fields, "key", path),
-        key_password=_secret_source(r, fields, "key_password", path, owner, required=False),
+        key_password=_secret_source(r, fields, "key_password", path, None, required=False),
         pkcs12=_file_path(r, fields, "pkcs12", path),
-        pkcs12_password=_secret_source(r, fields, "pkcs12_password", path, owner, required=False),
+        pkcs12_password=_secret_source(r, fields, "pkcs12_password", path, None, required=False),
         ca=_file_path(r, fields, "ca", path),
     )
     if "server_name" in fields:
@@ -478,19 +452,6 @@ def _tls(r: _Reader, fields: dict[str, tuple[Node, Node]], path: str, owner: Nod
         t.insecure = bool(r.boolean(fields["insecure"][1], _join(path, "insecure")))
     if "tls_max" in fields:
         t.tls_max = r.choice(fields["tls_max"][1], _join(path, "tls_max"), TLS_VERSIONS, "TLS version")
-    if method is None:
-        return t
-    has_cert = "pkcs12" in fields or "cert" in fields
-    if method in CERT_METHODS:
-        if "pkcs12" in fields and ("cert" in fields or "key" in fields):
-            r.error(fields["pkcs12"][0], _join(path, "pkcs12"), "give pkcs12 or cert and key, not both")
-        elif "pkcs12" not in fields and not ("cert" in fields and "key" in fields):
-            r.error(owner, path, f"{method} needs cert and key, or pkcs12")
-    elif has_cert:
-        key = "pkcs12" if "pkcs12" in fields else "cert"
-        r.error(fields[key][0], _join(path, key), f"{method} sends no client certificate")
-    if "ca" not in fields and not t.insecure:
-        r.error(owner, path, f"{method} needs ca (the CA of the server certificate) or insecure: true")
     return t
 
 
@@ -531,7 +492,8 @@ def _expectation(r: _Reader, node: Node | None, path: str, dictionary: RadiusDic
     if fields is None:
         return exp
     if "result" in fields:
-        exp.result = r.choice(fields["result"][1], _join(path, "result"), EXPECTATIONS, "result") or "accept"
+        result = r.choice(fields["result"][1], _join(path, "result"), EXPECTATIONS, "result")
+        exp.result = next((e for e in EXPECTATIONS if e == result), "accept")
     if "within" in fields:
         exp.within_s = r.number(fields["within"][1], _join(path, "within"), minimum=0)
     if "reply_message" in fields:
@@ -550,8 +512,9 @@ def _expectation(r: _Reader, node: Node | None, path: str, dictionary: RadiusDic
                 continue
             exp.attributes.setdefault(name, []).append(value)
     if "message_authenticator" in fields:
-        exp.message_authenticator = r.choice(fields["message_authenticator"][1], _join(path, "message_authenticator"),
-                                             MA_POLICIES, "Message-Authenticator policy") or "required"
+        policy = r.choice(fields["message_authenticator"][1], _join(path, "message_authenticator"),
+                          MA_POLICIES, "Message-Authenticator policy")
+        exp.message_authenticator = "optional" if policy == "optional" else "required"
     if exp.result == "discard":
         for key in ("within", "reply_message", "attributes"):
             if key in fields:

@@ -18,9 +18,11 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from .conversation import ProbeConfig, Secret, TlsOptions, authenticate
+from .checks import RunOptions, run_check
 from .emulator.config import DEFAULT_OTP, DEFAULT_PASSWORD, DEFAULT_SECRET, EapSettings, default_config
 from .emulator.server import NpsEmulator
+from .methods import METHODS
+from .model import Check, Expectation, ExpectedResult, Module, Secret, Target, TlsOptions, target_text
 from .outcome import Outcome
 from .pki import init_pki
 from .radius.transport import RetryPolicy
@@ -37,7 +39,7 @@ class Case:
     name: str
     method: str
     identity: str
-    expect: str
+    expect: ExpectedResult
     shows: tuple[str, str | None]  # (result, diagnosis code) this case demonstrates
     cert_user: str | None = None  # client certificate (EAP-TLS, PEAP-TLS)
     password: str = DEFAULT_PASSWORD
@@ -64,13 +66,14 @@ def _cases() -> list[Case]:
         Case("wrong shared secret", "pap", "alice", "accept", ("discard", "no_reply"), secret="not-the-secret"),
         Case("nothing listening", "pap", "alice", "accept", ("error", "port_unreachable"), closed_port=True),
     ]
-    for method in ("eap-tls", "peap-mschapv2", "peap-tls"):
-        cert = method != "peap-mschapv2"
-        for user, expect, shows, label in (
+    for method in [name for name, m in METHODS.items() if m.eap]:
+        cert = METHODS[method].credential == "certificate"
+        behaviours: tuple[tuple[str, ExpectedResult, tuple[str, str | None], str], ...] = (
             ("alice", "accept", ("accept", None), "push approved"),
             ("bob", "reject", ("reject", "nps_reject_after_primary_auth"), "push denied"),
             ("carol", "accept", ("discard", "nps_discard_after_primary_auth"), "ESTS_TOKEN_ERROR discard"),
-        ):
+        )
+        for user, expect, shows, label in behaviours:
             cases.append(Case(label, method, user, expect, shows, cert_user=user if cert else None))
         cases.append(Case("approved past window", method, "slow", "accept", ("accept", "answer_outside_window"),
                           cert_user="slow" if cert else None,
@@ -97,17 +100,20 @@ def _shown(case: Case, o: Outcome) -> bool:
     return o.result == result and (code is None or code in {d["code"] for d in o.diagnosis})
 
 
-def _probe_config(case: Case, address: tuple[str, int], pki: Path) -> ProbeConfig:
+def _check(case: Case, address: tuple[str, int], pki: Path) -> Check:
+    """The case as a one-check probe in memory (as ``auth`` and probe files build theirs)."""
     tls = TlsOptions()
-    if case.method != "pap":
+    if METHODS[case.method].eap:
         tls = TlsOptions(ca=str(pki / f"{case.ca}.pem"), server_name="nps.lab.test")
         if case.cert_user:
             tls.cert, tls.key = str(pki / f"{case.cert_user}.pem"), str(pki / f"{case.cert_user}.key")
-    return ProbeConfig(
-        address=address, secret=Secret(case.secret.encode()), method=case.method, identity=case.identity,
-        password=Secret(case.password.encode()), otp=Secret(case.otp.encode()) if case.otp else None,
-        policy=case.policy, window_s=WINDOW_S, expected=case.expect, tls=tls,
-    )
+    module = Module(name=case.name, method=case.method, identity=case.identity,
+                    password=Secret(case.password.encode()), otp=Secret(case.otp.encode()) if case.otp else None,
+                    policy=case.policy, window_s=WINDOW_S, tls=tls)
+    where = target_text(*address)
+    target = Target(name="emulator", address=where, host=address[0], port=address[1],
+                    secret=Secret(case.secret.encode()))
+    return Check(name=case.name, target=target, module=module, expect=Expectation(result=case.expect), source="demo")
 
 
 async def _run(cases: list[Case], pki: Path) -> list[tuple[Case, Outcome]]:
@@ -115,12 +121,15 @@ async def _run(cases: list[Case], pki: Path) -> list[tuple[Case, Outcome]]:
     config.users["slow"].delay_s = HOLD_SLOW_S
     config.users["patient"].delay_s = HOLD_PATIENT_S
     config.eap = EapSettings.from_pki(pki, tls_max_eap_tls="1.3")
+    config.sign_replies = "always"  # an NPS that signs every reply (KB5040268): the demo's OK cases are OK
     emulator = NpsEmulator(config)
     host, port = await emulator.start("127.0.0.1", 0)
     closed = _closed_udp_port()
     try:
-        probes = [authenticate(_probe_config(c, (host, closed if c.closed_port else port), pki)) for c in cases]
-        outcomes = await asyncio.gather(*probes)
+        addresses = [(host, closed if c.closed_port else port) for c in cases]
+        results = await asyncio.gather(*(run_check(_check(c, a, pki), a, RunOptions())
+                                         for c, a in zip(cases, addresses)))
+        outcomes = [r.outcome for r in results]
     finally:
         await emulator.stop()
     return list(zip(cases, outcomes))

@@ -40,7 +40,7 @@ from prometheus_client.exposition import choose_encoder, generate_latest
 
 from .checks import CheckResult, RunOptions, evaluate, local_failure
 from .config import Check, Expectation, Module, ProbeFileError, Target, load_probe_files
-from .conversation import Secret
+from .model import Secret
 from .inputs import UsageError, parse_hostport
 from .metrics import ServerMetrics, expectation_met, probe_registry, response_s
 from .outcome import EXIT_UNKNOWN
@@ -174,8 +174,8 @@ class ProbeService:
         self.policy = policy
         self.grace_s = grace_s
         self.metrics = ServerMetrics()
-        kw = {} if max_jitter_s is None else {"max_jitter_s": max_jitter_s}
-        self.scheduler = Scheduler(options, self._record, **kw)
+        self.scheduler = (Scheduler(options, self._record) if max_jitter_s is None
+                          else Scheduler(options, self._record, max_jitter_s=max_jitter_s))
         self.metrics.in_flight.set_function(lambda: self.scheduler.in_flight)
         self.checks: list[Check] = []
         self.ready = False
@@ -290,7 +290,7 @@ def _budget(request: web.Request) -> float | None | str:
     return min(limits) if limits else None
 
 
-def _probe_request(request: web.Request) -> tuple[Check, float | None] | str:
+def _probe_request(request: web.Request) -> tuple[Check, float] | str:
     """The check a /probe request asks for, or why it is refused (before anything is sent)."""
     service: ProbeService = request.app["service"]
     wanted_target, wanted_module = request.query.get("target"), request.query.get("module")

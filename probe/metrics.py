@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector, disable_created_metrics
 
 from . import __version__
+from .methods import METHODS
 from .outcome import EXIT_DEGRADED, EXIT_OK, RESULTS, Outcome
 
 if TYPE_CHECKING:
@@ -295,9 +296,10 @@ def probe_registry(result: CheckResult, duration_s: float) -> CollectorRegistry:
     gauge(p + "round_trips", "Request/reply round trips", o.round_trips)
     gauge(p + "retransmissions", "Retransmitted Access-Requests", o.retransmissions)
     gauge(p + "message_authenticator_present", "1 signed reply, 0 unsigned", message_authenticator_present(o))
-    if o.method != "pap":
+    method = METHODS.get(o.method)
+    if method is not None and method.mppe:
         gauge(p + "mppe_match", "1 when MS-MPPE keys match the derived keys", 1 if o.mppe == "match" else 0)
-    if o.method.startswith("peap"):
+    if method is not None and method.cryptobinding:
         gauge(p + "cryptobinding_valid", "1 when the PEAP Cryptobinding TLV verified",
               1 if o.cryptobinding == "valid" else 0)
     gauge(p + "server_cert_not_after_timestamp_seconds", "notAfter of the server certificate",

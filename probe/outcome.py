@@ -1,27 +1,64 @@
 """The Outcome: one record per authentication attempt, feeding every output.
 
-``Outcome`` is filled by the conversation; ``finalize`` derives the verdicts
-(window, expectation, degraded state, diagnosis) once, so reports and metrics
-read them and never re-derive anything.  The JSON form is the schema-1 contract
-in DESIGN.md.
+``Outcome`` is filled by the conversation (the raw fields: what the server
+did); the judge in :mod:`probe.verdict` derives the verdict fields (window,
+expectation, degraded states, diagnosis) once, so reports and metrics read them
+and never re-derive anything.  The JSON form is the schema-1 contract in
+DESIGN.md.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from enum import Enum, StrEnum
+from typing import Any, Literal
 
-from .diagnosis import code_for_error, entry
+from .model import DEFAULT_SLOW_FRACTION, DEFAULT_WINDOW_S, ExpectedResult
 
-RESULTS = ("accept", "reject", "challenge", "discard", "error")
-EXPECTATIONS = ("accept", "reject", "challenge", "discard")
+__all__ = ["RESULTS", "EXPECTATIONS", "EXIT_OK", "EXIT_DEGRADED", "EXIT_FAILED", "EXIT_UNKNOWN", "VERDICTS",
+           "DEFAULT_WINDOW_S", "DEFAULT_SLOW_FRACTION", "ErrorKind", "Result", "AttemptRecord", "Outcome",
+           "finalize"]
+
+Result = Literal["accept", "reject", "challenge", "discard", "error"]
+Mppe = Literal["absent", "match", "mismatch"]
+Cryptobinding = Literal["absent", "valid", "invalid"]
+MessageAuthenticator = Literal["valid", "absent"]
+
+RESULTS: tuple[Result, ...] = ("accept", "reject", "challenge", "discard", "error")
+EXPECTATIONS: tuple[ExpectedResult, ...] = ("accept", "reject", "challenge", "discard")
 
 EXIT_OK, EXIT_DEGRADED, EXIT_FAILED, EXIT_UNKNOWN = 0, 1, 2, 3
 VERDICTS = {EXIT_OK: "OK", EXIT_DEGRADED: "DEGRADED", EXIT_FAILED: "FAILED", EXIT_UNKNOWN: "UNKNOWN"}
 
-DEFAULT_WINDOW_S = 60.0
-DEFAULT_SLOW_FRACTION = 0.75
+
+class ErrorKind(StrEnum):
+    """Every ``error_kind`` an Outcome can carry (str-valued: the JSON shows the same strings)."""
+
+    BAD_AUTHENTICATOR = "bad_authenticator"  # a reply whose Response Authenticator / Message-Authenticator fails
+    UNREACHABLE = "unreachable"  # ICMP port/host unreachable
+    MALFORMED = "malformed"  # a reply that does not parse
+    TLS = "tls"  # the TLS handshake inside EAP failed
+    EAP = "eap"  # the EAP conversation broke the protocol
+    MSCHAPV2 = "mschapv2"  # the inner MS-CHAPv2 broke the protocol
+    CRYPTOBINDING = "cryptobinding"  # the PEAP Cryptobinding TLV did not verify
+    MPPE_MISMATCH = "mppe_mismatch"  # MS-MPPE keys that do not decrypt or differ from the derived ones
+    LOCAL = "local"  # could not probe: bad local input (certificate, name resolution, socket)
+    INTERNAL = "internal"  # could not probe: a bug of ours
+
+    @classmethod
+    def coerce(cls, kind: str | None) -> ErrorKind | None:
+        """The member for a kind string (None stays None); an unknown kind is a bug: INTERNAL."""
+        if kind is None or isinstance(kind, ErrorKind):
+            return kind
+        try:
+            return cls(kind)
+        except ValueError:
+            return cls.INTERNAL
+
+
+# Could not probe: exit 3 (UNKNOWN) whatever the server did.
+COULD_NOT_PROBE = frozenset({ErrorKind.LOCAL, ErrorKind.INTERNAL})
 
 
 @dataclass
@@ -40,10 +77,10 @@ class Outcome:
     target: str
     method: str
     identity: str
-    result: str = "error"
-    error_kind: str | None = None
+    result: Result = "error"
+    error_kind: ErrorKind | None = None
     error_detail: str | None = None
-    expected: str = "accept"
+    expected: ExpectedResult = "accept"
     expectation_met: bool = False
     duration_s: float = 0.0
     final_response_s: float | None = None
@@ -55,15 +92,17 @@ class Outcome:
     late: bool = False
     reply_message: str | None = None
     eap_detail: str | None = None  # what the EAP method learned, e.g. "TLS server sent alert: certificate expired"
-    message_authenticator: str | None = None
-    mppe: str = "absent"
-    cryptobinding: str = "absent"
+    message_authenticator: MessageAuthenticator | None = None
+    mppe: Mppe = "absent"
+    cryptobinding: Cryptobinding = "absent"
     tls: dict[str, Any] | None = None
     reply_attributes: dict[str, list[Any]] = field(default_factory=dict)
     degraded: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     diagnosis: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[AttemptRecord] = field(default_factory=list)
+    # The state a TLS/EAP error was raised in (e.g. the TLS session state), when the method knows it.
+    error_state: str | None = None
     # Set by the conversation: rounds answered before the final one (first factor done).
     primary_auth_done: bool = False
     schema: int = 1
@@ -87,15 +126,27 @@ class Outcome:
         return json.dumps(self.to_dict(), **kw)
 
     @property
+    def could_not_probe(self) -> bool:
+        """Bad local input or our own bug: the server was not (fully) probed."""
+        return ErrorKind.coerce(self.error_kind) in COULD_NOT_PROBE
+
+    @property
     def exit_code(self) -> int:
-        if self.error_kind in ("local", "internal"):  # could not probe: bad local input or our own bug
+        """0 OK, 1 DEGRADED, 2 FAILED, 3 UNKNOWN: the one exit code (a CheckResult reads this one)."""
+        if self.could_not_probe:
             return EXIT_UNKNOWN
         if not self.expectation_met:
             return EXIT_FAILED
         return EXIT_DEGRADED if self.degraded else EXIT_OK
 
+    @property
+    def verdict(self) -> str:
+        return VERDICTS[self.exit_code]
+
 
 def _json_safe(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
     if isinstance(value, bytes):
         return "0x" + value.hex()
     if isinstance(value, dict):
@@ -106,76 +157,22 @@ def _json_safe(value: Any) -> Any:
 
 
 def finalize(o: Outcome, *, slow_fraction: float = DEFAULT_SLOW_FRACTION) -> Outcome:
-    """Derive window verdict, expectation, degraded states and diagnosis (once)."""
-    answered = o.result in ("accept", "reject", "challenge")
-    o.within_window = answered and o.final_response_s is not None and o.final_response_s <= o.window_s
-    if o.expected == "discard":
-        o.expectation_met = o.result == "discard"
-    else:
-        o.expectation_met = o.result == o.expected and o.within_window and not o.late
-    if o.expectation_met and answered and o.final_response_s is not None:
-        if o.final_response_s > slow_fraction * o.window_s:
-            o.degraded.append(
-                f"slow answer: {o.final_response_s:.1f} s is over {slow_fraction:.0%} of the {o.window_s:g} s window"
-            )
-    o.diagnosis = [entry(code).render(detail) for code, detail in _diagnosis_codes(o, slow_fraction)]
+    """The conversation's entry to the judge: the Outcome judged against ``Expectation(result=o.expected)``.
+
+    Only what the conversation knows is judged here (window, lateness, slow
+    answer, diagnosis); certificate expiry and unsigned replies are the front
+    door's options (``--cert-warn-days``, ``--allow-unsigned``), judged when the
+    check is (``probe.checks.evaluate``, which every front door calls).
+
+    A thin wrapper over :func:`probe.verdict.judge_outcome` (the one judge).  A
+    check with a fuller expectation (reply message, attributes, certificates,
+    Message-Authenticator) is judged by ``probe.verdict`` with it, which derives
+    every verdict field again from the raw ones: nothing is appended to a judged
+    Outcome.
+    """
+    from .model import Expectation
+    from .verdict import JudgeOptions, judge_outcome
+
+    judge_outcome(o, Expectation(result=o.expected, message_authenticator="optional"),
+                  JudgeOptions(cert_warn_days=None, slow_fraction=slow_fraction))
     return o
-
-
-_CERTIFICATE_ALERTS = ("certificate", "unknown ca", "access denied")
-
-
-def _server_refused_tls(o: Outcome) -> bool:
-    """A reject before the server showed its certificate, or after an alert not about our certificate."""
-    if not o.tls or not o.tls.get("server_cert"):
-        return True
-    detail = (o.eap_detail or "").lower()
-    if "sent alert" in detail:
-        return not any(word in detail for word in _CERTIFICATE_ALERTS)
-    return False
-
-
-def _diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | None]]:
-    codes: list[tuple[str, str | None]] = []
-    eap = o.method != "pap"
-    if o.result == "discard":
-        if o.primary_auth_done:
-            codes.append(("nps_discard_after_primary_auth", None))
-        elif eap and o.round_trips > 1:
-            codes.append(("eap_stalled", f"unanswered after {o.round_trips - 1} answered round(s)"))
-        else:
-            codes.append(("no_reply", None))
-    elif o.result == "reject":
-        details = [o.eap_detail] if o.eap_detail else []
-        details += [f"Reply-Message: {o.reply_message!r}"] if o.reply_message else []
-        detail = "; ".join(details) or None
-        if o.primary_auth_done:
-            code = "nps_reject_after_primary_auth"
-        elif eap and _server_refused_tls(o):
-            code = "server_refused_tls"
-        elif o.method in ("eap-tls", "peap-tls"):
-            code = "client_certificate_rejected"
-        elif o.method == "peap-mschapv2":
-            code = "eap_credentials_rejected"
-        else:
-            code = "access_reject"
-        codes.append((code, detail))
-    elif o.result == "challenge":
-        codes.append(("otp_challenge", f"prompt: {o.reply_message!r}" if o.reply_message else None))
-    elif o.result == "error":
-        code = code_for_error(o.error_kind, o.error_detail)
-        if code is not None:
-            codes.append((code, o.error_detail))
-    if o.result == "accept" and o.expected == "reject":
-        codes.append(("mfa_not_enforced", None))
-    if o.result == "accept" and eap and o.mppe == "absent":
-        codes.append(("mppe_absent", None))
-    if o.late and o.client_timeout_s is not None and o.final_response_s is not None:
-        codes.append(("late_answer_beyond_client_timeout",
-                      f"answered after {o.final_response_s:.1f} s, the client gives up after {o.client_timeout_s:g} s"))
-    if o.result in ("accept", "reject", "challenge") and not o.within_window and o.final_response_s is not None:
-        codes.append(("answer_outside_window",
-                      f"{o.final_response_s:.1f} s against a {o.window_s:g} s window"))
-    elif o.within_window and o.final_response_s is not None and o.final_response_s > slow_fraction * o.window_s:
-        codes.append(("slow_answer", f"{o.final_response_s:.1f} s of a {o.window_s:g} s window"))
-    return codes

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Sequence
 
+from .methods import METHODS
 from .outcome import VERDICTS, Outcome
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def verdict(o: Outcome) -> str:
 
 
 def summary(o: Outcome) -> str:
-    """The one-screen answer of ``radius-probe auth``."""
+    """The one-screen answer of ``radius-probe auth`` (a judged Outcome: its verdict is the exit code's)."""
     lines = [f"{o.method} {o.identity!r} -> {o.target}"]
     result = o.result.upper() + (f" ({o.error_kind}: {o.error_detail})" if o.error_kind else "")
     lines.append(f"  Result        {result}")
@@ -60,7 +61,8 @@ def summary(o: Outcome) -> str:
         lines.append("  Attributes    " + "; ".join(f"{k}={', '.join(map(_value, v))}" for k, v in shown.items()))
     if o.message_authenticator:
         lines.append(f"  Msg-Auth      {o.message_authenticator} in the reply")
-    if o.method != "pap":
+    method = METHODS.get(o.method)
+    if method is not None and method.eap:
         lines.append(f"  Keys          mppe {o.mppe}, cryptobinding {o.cryptobinding}")
     for item in o.degraded:
         lines.append(f"  Degraded      {item}")
@@ -141,10 +143,10 @@ def junit_xml(results: Sequence[CheckResult]) -> str:
     by_file: dict[str, list[CheckResult]] = {}
     for r in results:
         by_file.setdefault(r.check.source, []).append(r)
-    root = ET.Element("testsuites", name="radius-probe", **_junit_counts(results))
+    root = ET.Element("testsuites", {"name": "radius-probe", **_junit_counts(results)})
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     for source, group in by_file.items():
-        suite = ET.SubElement(root, "testsuite", name=source, timestamp=stamp, **_junit_counts(group))
+        suite = ET.SubElement(root, "testsuite", {"name": source, "timestamp": stamp, **_junit_counts(group)})
         for r in group:
             _junit_case(suite, r)
     ET.indent(root)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from .checks import CheckResult, RunOptions, evaluate, local_failure, run_checks
+from .outcome import ErrorKind
 from .config import Check
 from .metrics import expectation_met, response_s
 
@@ -103,7 +104,7 @@ class Scheduler:
             return (await run_checks([check], self.options))[0]
         except Exception:  # a bug must not end the check's loop: it becomes an UNKNOWN result
             log.exception("check %s@%s crashed", check.name, check.target.name)
-            return evaluate(check, local_failure(check, "internal error (see the log)"), self.options)
+            return evaluate(check, local_failure(check, "internal error (see the log)", ErrorKind.INTERNAL), self.options)
         finally:
             self.in_flight -= 1
 

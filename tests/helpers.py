@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
-from probe.conversation import ProbeConfig, Secret
+from probe.model import ProbeConfig, Secret
 from probe.emulator.config import DEFAULT_PASSWORD, DEFAULT_SECRET, EmulatorConfig, default_config
 from probe.emulator.server import NpsEmulator
 from probe.radius import packet as pk

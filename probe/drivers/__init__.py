@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ..outcome import Outcome, finalize
 
 if TYPE_CHECKING:
-    from ..conversation import ProbeConfig
+    from ..model import ProbeConfig
 
 
 def judge(o: Outcome, cfg: "ProbeConfig") -> Outcome:

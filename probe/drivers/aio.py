@@ -19,7 +19,9 @@ import time
 from collections import deque
 from typing import Any, Callable, Protocol
 
-from ..conversation import Conversation, Method, ProbeConfig, make_method, method_for_resumption, note_resumption
+from ..conversation import Conversation, method_for_resumption, note_resumption
+from ..methods import Method, make_method
+from ..model import ProbeConfig
 from ..outcome import Outcome
 from ..radius.packet import Packet
 from ..radius.transport import UNREACHABLE, Clock, Disposition, Exchange, RetryPolicy, Round, Tap

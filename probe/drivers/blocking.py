@@ -14,7 +14,9 @@ import socket
 import time
 from typing import Callable
 
-from ..conversation import Conversation, Method, ProbeConfig, make_method
+from ..conversation import Conversation
+from ..methods import Method, make_method
+from ..model import ProbeConfig
 from ..outcome import Outcome
 from ..radius.packet import MAX_PACKET_LEN, Packet
 from ..radius.transport import UNREACHABLE, Clock, Disposition, Tap

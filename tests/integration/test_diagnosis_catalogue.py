@@ -30,13 +30,9 @@ from cryptography.hazmat.primitives import serialization
 
 from probe.checks import BLAST_RADIUS, CheckResult, RunOptions, run_checks
 from probe.config import load_probe_files
-from probe.conversation import (
-    ProbeConfig,
-    RoundPayload,
-    Secret,
-    TlsOptions,
-    authenticate,
-)
+from probe.model import ProbeConfig, Secret, TlsOptions
+from probe.methods import RoundPayload
+from probe.drivers.aio import authenticate
 from probe.diagnosis import CATALOGUE
 from probe.drivers.aio import converse
 from probe.eap import cryptobinding as cb

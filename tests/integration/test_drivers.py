@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from probe.conversation import ProbeConfig, Secret, TlsOptions
+from probe.model import ProbeConfig, Secret, TlsOptions
 from probe.drivers.aio import authenticate
 from probe.drivers.blocking import authenticate_blocking
 from probe.emulator.config import DEFAULT_PASSWORD, DEFAULT_SECRET, EapSettings, default_config

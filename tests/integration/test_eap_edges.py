@@ -22,7 +22,8 @@ from collections.abc import Callable
 
 import pytest
 
-from probe.conversation import ProbeConfig, Secret, TlsOptions, authenticate
+from probe.model import ProbeConfig, Secret, TlsOptions
+from probe.drivers.aio import authenticate
 from probe.diagnosis import CATALOGUE
 from probe.eap.packet import EapPacket, EapType
 from probe.emulator.config import (

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from probe.conversation import ProbeConfig, Secret, TlsOptions, authenticate
+from probe.model import ProbeConfig, Secret, TlsOptions
+from probe.drivers.aio import authenticate
 from probe.emulator.config import DEFAULT_PASSWORD, DEFAULT_SECRET, EapSettings, default_config
 from probe.outcome import Outcome
 from probe.pki import Pki

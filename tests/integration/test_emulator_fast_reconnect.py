@@ -19,14 +19,10 @@ from typing import Any
 
 import pytest
 
-from probe.conversation import (
-    EapMethod,
-    ProbeConfig,
-    Secret,
-    TlsOptions,
-    authenticate,
-    make_method,
-)
+from probe.method_eap import EapMethod
+from probe.model import ProbeConfig, Secret, TlsOptions
+from probe.drivers.aio import authenticate
+from probe.methods import make_method
 from probe.credentials import load_trust
 from probe.drivers.aio import converse
 from probe.eap import cryptobinding as cb

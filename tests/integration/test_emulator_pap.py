@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from probe.conversation import authenticate
+from probe.drivers.aio import authenticate
 from probe.emulator.config import default_config
 from probe.radius import packet as pk
 from probe.radius.transport import RadiusClient, RetryPolicy

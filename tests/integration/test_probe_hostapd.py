@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from probe.conversation import ProbeConfig, Secret, TlsOptions, authenticate
+from probe.model import ProbeConfig, Secret, TlsOptions
+from probe.drivers.aio import authenticate
 from probe.emulator.config import DEFAULT_PASSWORD, DEFAULT_SECRET
 from probe.outcome import Outcome
 from probe.pki import Pki

@@ -7,7 +7,7 @@ import hashlib
 import struct
 from typing import Any
 
-from probe.conversation import authenticate
+from probe.drivers.aio import authenticate
 from probe.radius import packet as pk
 from probe.radius.transport import RetryPolicy
 from tests.helpers import emulator, free_udp_port, pap, rogue, run

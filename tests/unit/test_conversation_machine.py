@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from probe.conversation import Conversation, MethodError, RoundPayload
+from probe.conversation import Conversation
+from probe.methods import MethodError, RoundPayload
 from probe.outcome import Outcome
 from probe.radius import packet as pk
 from probe.radius.transport import Disposition, RetryPolicy

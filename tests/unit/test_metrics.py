@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from probe.checks import CheckResult, RunOptions, evaluate
 from probe.config import Check, load_probe_files
-from probe.conversation import Secret
+from probe.model import Secret
 from probe.exporter import TargetPolicy, shortened
 from probe.metrics import CHECK_LABELS, RESPONSE_BUCKETS, CheckMetrics, one_shot_registry, probe_registry
 from probe.outcome import Outcome, finalize
