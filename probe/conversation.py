@@ -20,7 +20,7 @@ from typing import Any, Callable
 from .method_eap import EapMethod
 from .methods import Method, MethodError, RoundPayload, make_method
 from .model import ProbeConfig
-from .outcome import AttemptRecord, Outcome
+from .outcome import AttemptRecord, ErrorKind, Outcome
 from .radius import packet as pk
 from .radius.dictionary import RadiusDictionary, default_dictionary
 from .radius.profiles import NasContext, nas_attributes
@@ -164,16 +164,19 @@ class Conversation:
             self._last_now = max(self._last_now, now)
         try:
             return fn(*args)
-        except (pk.PacketError, MethodError) as exc:
+        except pk.PacketError as exc:
             self._fail(exc.kind, exc.detail, now)
+        except MethodError as exc:
+            self._fail(exc.kind, exc.detail, now, exc.state)
         except Exception as exc:  # a bug must still end in an Outcome, not a traceback
             log.debug("conversation failed", exc_info=True)
             self._fail("internal", f"{type(exc).__name__}: {exc}", now)
         return None
 
-    def _fail(self, kind: str, detail: str, now: float | None) -> None:
+    def _fail(self, kind: str, detail: str, now: float | None, state: str | None = None) -> None:
         o = self.outcome
-        o.result, o.error_kind, o.error_detail = "error", kind, detail
+        o.result, o.error_kind, o.error_detail = "error", ErrorKind.coerce(kind), detail
+        o.error_state = state
         self._release_round()
         self._end(self._last_now if now is None else now)
 
@@ -253,7 +256,7 @@ class Conversation:
         if ex.reply is None:
             o.final_response_s = None  # the final round went unanswered
             if ex.error_kind:
-                o.result, o.error_kind, o.error_detail = "error", ex.error_kind, ex.error_detail
+                o.result, o.error_kind, o.error_detail = "error", ErrorKind.coerce(ex.error_kind), ex.error_detail
             else:
                 o.result = "discard"
             self._end(now)

@@ -61,7 +61,7 @@ MAX_ATTR_VALUE = 253
 Attr = tuple[int, bytes]  # (type, value) as on the wire; type 26 carries the raw VSA body
 
 
-class PacketError(ValueError):
+class PacketError(Exception):
     """A packet we cannot trust.  ``kind`` is the Outcome error_kind it maps to."""
 
     def __init__(self, kind: str, detail: str) -> None:
