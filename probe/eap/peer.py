@@ -643,7 +643,7 @@ class EapPeer:
         a resumed outer TLS then runs on the context its session came from.
         """
         c, resume = self.config, self.config.session
-        if resume is not None and resume.method != (c.outer, c.inner):
+        if resume is not None and (c.outer, c.inner) != resume.method:
             theirs = METHODS.get(resume.method, "another method")
             raise ValueError(f"a {theirs} session cannot be resumed by {c.name}")
         if self._type == EapType.TLS:
