@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import sys
@@ -283,8 +284,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .checks import RunOptions
     from .config import ProbeFileError, load_probe_files
     from .exporter import TargetPolicy, configure_logging, serve
+    from .webconfig import load_web_config
 
     host, port = _listen_address(args.listen)
+    web_config = load_web_config(args.web_config) if args.web_config else None
+    if not _loopback(host) and not args.insecure_listen and not (web_config and web_config.secured):
+        what = ("its --web-config has neither tls_server_config nor basic_auth_users" if web_config
+                else "there is no --web-config (TLS, basic authentication)")
+        raise UsageError(f"--listen {args.listen} is not a loopback address and {what}: anyone who reaches the "
+                         "port could read /metrics and call /probe, and each /probe of an MFA module sends a push "
+                         "to the health account's phone; give --web-config FILE, or --insecure-listen if a "
+                         "firewall or proxy guards the port")
     secret = _serve_secret(args)
     if args.allow_target and secret is None:
         raise UsageError("--allow-target needs --secret-file (or RADIUS_PROBE_SECRET): the shared secret for "
@@ -299,7 +309,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = RunOptions(concurrency=args.concurrency, cert_warn_days=args.cert_warn_days,
                          slow_fraction=args.slow_fraction)
     policy = TargetPolicy(tuple(args.allow_target), secret)
-    return asyncio.run(serve(args.files, checks, options, policy, host, port, grace_s=args.grace))
+    return asyncio.run(serve(args.files, checks, options, policy, host, port, grace_s=args.grace,
+                             web_config=web_config))
+
+
+def _loopback(host: str) -> bool:
+    """Only loopback (127.0.0.0/8, ::1, localhost) counts: a name that may resolve elsewhere does not."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _listen_address(text: str) -> tuple[str, int]:
@@ -445,6 +466,12 @@ def make_parser() -> argparse.ArgumentParser:
                        help="shared secret for --allow-target addresses (or env RADIUS_PROBE_SECRET)")
     serve.add_argument("--grace", type=_positive(float, "--grace", 0, inclusive=True), default=5.0, metavar="S",
                        help="on SIGTERM, let checks in flight finish for up to S seconds (default 5)")
+    serve.add_argument("--web-config", metavar="FILE",
+                       help="TLS, client certificates and basic auth users, in the Prometheus exporter-toolkit "
+                            "web configuration format (the file blackbox_exporter reads)")
+    serve.add_argument("--insecure-listen", action="store_true",
+                       help="allow a non-loopback --listen without --web-config (a firewall or proxy must guard "
+                            "the port: /probe of an MFA module sends a push)")
     serve.set_defaults(func=cmd_serve)
     em = sub.add_parser("emulator", help="run the NPS + MFA extension emulator on loopback")
     em.add_argument("--listen", default="127.0.0.1:1812", metavar="ADDR", help="default 127.0.0.1:1812")

@@ -12,6 +12,18 @@ Endpoints:
   fresh, else 503; the body is one line saying why (load balancers log it).
 - ``/-/healthy`` (the process runs) and ``/-/ready`` (config loaded, checks scheduled).
 
+Security (``--web-config``, probe/webconfig.py): TLS, client certificates and bcrypt basic
+authentication in the Prometheus exporter-toolkit format.  Failed logins are logged (remote
+address and user name, never the password) and answered slower and slower per address.
+Without a web configuration serve listens only on loopback unless ``--insecure-listen``.
+
+Malformed HTTP (an oversized request line, garbage, a bad header) is one JSON log line
+without a traceback, and those lines are rate limited: a client cannot fill the log.
+
+Memory: every table has a cap (see ``CAPS`` below); a periodic ``gc.collect()`` and glibc
+``malloc_trim(0)`` (probe/memory.py) give back what OpenSSL-heavy EAP checks leave in the
+allocator's arenas, so the RSS of a long run stays flat.
+
 Operations: SIGHUP reloads the probe files (a broken file keeps the running config, logs
 every problem and sets ``radius_probe_config_reload_success 0``); SIGTERM/SIGINT stop
 scheduling, give in-flight checks a bounded grace, close the sockets.  Logs are JSON lines
@@ -36,6 +48,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client.exposition import choose_encoder, generate_latest
 
 from .checks import CheckResult, RunOptions, evaluate, local_failure
@@ -47,6 +60,8 @@ from .outcome import EXIT_UNKNOWN
 from .radius.transport import RetryPolicy
 from .report import summary
 from .scheduler import CheckState, Scheduler
+from . import memory
+from .webconfig import Gatekeeper, WebConfig, parse_basic
 
 log = logging.getLogger("probe.serve")
 
@@ -56,6 +71,22 @@ SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 SCRAPE_TIMEOUT_OFFSET_S = 0.5  # leave room for the answer itself, as blackbox_exporter does
 DEFAULT_PROBE_BUDGET_S = 120.0  # /probe without timeout= or a scrape timeout: still bounded (past a 65 s MFA)
 MAX_PROBES_IN_FLIGHT = 8  # /probe requests at once; more get 503 instead of queueing behind the checks
+TRIM_INTERVAL_S = 60.0  # gc.collect() + malloc_trim(0) at least this often ...
+TRIM_EVERY_CHECKS = 1000  # ... and after this many finished checks
+PROTOCOL_ERROR_LOGS_PER_MINUTE = 30  # malformed-HTTP log lines; past that one "suppressed" line a minute
+
+# Every table serve keeps, and what bounds it (the memory tests read this).
+CAPS = {
+    "scheduler.states": "one CheckState (last result only, no history) per check x target of the probe files; "
+                        "removed checks are dropped on reload",
+    "metrics label sets": "one per check x target of the probe files (removed on reload); /probe answers from a "
+                          "fresh registry per request, so arbitrary target= values create no series",
+    "/probe results": "none kept: the answer is built and sent; at most MAX_PROBES_IN_FLIGHT in flight",
+    "login throttle": "webconfig.LoginThrottle: 4096 addresses, each forgotten 15 min after its last failure",
+    "login cache": "webconfig.BasicAuth: 64 successful logins, 5 min each",
+    "protocol error log": f"{PROTOCOL_ERROR_LOGS_PER_MINUTE} lines a minute, then one count",
+    "reloads": "at most one running and one queued (SIGHUPs in between coalesce)",
+}
 
 
 # ---------------------------------------------------------------------------
@@ -87,6 +118,60 @@ def configure_logging(verbose: int = 0) -> None:
 
 def _fields(**kw: Any) -> dict[str, Any]:
     return {"fields": kw}
+
+
+class HttpErrorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The logger aiohttp's request handler writes to (``logger=`` of the runner).
+
+    aiohttp logs every malformed request (``BadHttpMessage``, ``LineTooLong``, ``BadHttpMethod``
+    ...) as "Error handling request" with the traceback.  Here such an error is one JSON line
+    (event ``http_protocol_error``: remote, HTTP status, error class, a short reason) with no
+    traceback, at most ``PROTOCOL_ERROR_LOGS_PER_MINUTE`` a minute (then one line counting the
+    rest).  Anything else (a bug in a handler) keeps its traceback, inside the one JSON line.
+    """
+
+    def __init__(self, logger: logging.Logger, per_minute: int = PROTOCOL_ERROR_LOGS_PER_MINUTE,
+                 clock: Any = time.monotonic) -> None:
+        super().__init__(logger, {})
+        self.per_minute, self._clock = per_minute, clock
+        self._window_start, self._logged, self._suppressed = clock(), 0, 0
+
+    def log(self, level: int, msg: object, *args: Any, exc_info: Any = None, **kw: Any) -> None:
+        if exc_info is True:
+            exc_info = sys.exc_info()
+        exc = exc_info[1] if isinstance(exc_info, tuple) else exc_info
+        if isinstance(exc, HttpProcessingError):
+            self._protocol_error(exc, args[0] if args else None)
+            return
+        if isinstance(exc, BaseException) and not isinstance(exc_info, tuple):
+            exc_info = (type(exc), exc, exc.__traceback__)
+        super().log(level, msg, *args, exc_info=exc_info, **kw)
+
+    def _protocol_error(self, exc: HttpProcessingError, remote: object) -> None:
+        now = self._clock()
+        if now - self._window_start >= 60.0:
+            if self._suppressed:
+                self.logger.warning("%d more malformed HTTP requests not logged in the last minute",
+                                    self._suppressed, extra=_fields(event="http_protocol_errors_suppressed",
+                                                                    count=self._suppressed))
+            self._window_start, self._logged, self._suppressed = now, 0, 0
+        if self._logged >= self.per_minute:
+            self._suppressed += 1
+            return
+        self._logged += 1
+        reason = _short_reason(exc)
+        self.logger.warning("malformed HTTP request from %s: %s", remote, reason,
+                            extra=_fields(event="http_protocol_error", remote=str(remote),
+                                          status=getattr(exc, "code", 400), error=type(exc).__name__,
+                                          reason=reason))
+
+
+def _short_reason(exc: HttpProcessingError) -> str:
+    """The first line of aiohttp's message, without the bytes it quotes (they came from the client)."""
+    lines = str(getattr(exc, "message", "") or "").strip().splitlines()
+    text = lines[0] if lines else ""
+    text = re.split(r"""(?:bytearray\()?\bb['"]""", text, maxsplit=1)[0].rstrip(" :")
+    return (text or type(exc).__name__)[:120]
 
 
 # ---------------------------------------------------------------------------
@@ -181,7 +266,10 @@ class ProbeService:
         self.ready = False
         self.stopping = False
         self._reload_lock = asyncio.Lock()
+        self._reload_queued = False
         self.probe_slots = asyncio.Semaphore(MAX_PROBES_IN_FLIGHT)
+        self.checks_since_trim = 0
+        self.trims = 0
 
     def start(self, checks: Sequence[Check]) -> None:
         """Schedule the first configuration (loaded by the caller, who refuses to start on errors)."""
@@ -196,8 +284,15 @@ class ProbeService:
                                                        checks=len(self.checks)))
 
     async def reload(self) -> bool:
-        """Re-read the probe files; on any problem keep the running config (and say so)."""
+        """Re-read the probe files; on any problem keep the running config (and say so).
+
+        SIGHUPs that arrive while a reload runs make one more reload after it, not one each."""
+        if self._reload_lock.locked():
+            if self._reload_queued:
+                return False  # one is already waiting: it will read the files as they are then
+            self._reload_queued = True
         async with self._reload_lock:
+            self._reload_queued = False
             try:
                 checks = await asyncio.to_thread(load_probe_files, self.paths)
             except ProbeFileError as exc:
@@ -212,7 +307,17 @@ class ProbeService:
             self._adopt(checks)
             return True
 
+    def trim(self, why: str) -> None:
+        """gc.collect() + malloc_trim(0): glibc keeps what OpenSSL freed unless asked (probe/memory.py)."""
+        self.checks_since_trim = 0
+        self.trims += 1
+        released = memory.trim()
+        log.debug("memory trimmed", extra=_fields(event="memory_trim", why=why, released=released))
+
     def _record(self, result: CheckResult, finished_at: float) -> None:
+        self.checks_since_trim += 1
+        if self.checks_since_trim >= TRIM_EVERY_CHECKS:
+            self.trim("checks")
         self.metrics.checks.observe(result, finished_at)
         o = result.outcome
         level = logging.INFO if expectation_met(result) else logging.WARNING
@@ -397,8 +502,56 @@ async def handle_index(request: web.Request) -> web.Response:
     return _text("\n".join(body))
 
 
-def build_app(service: ProbeService) -> web.Application:
-    app = web.Application()
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Basic realm="radius-probe"'}
+
+
+def _auth_middleware(gate: Gatekeeper) -> Any:
+    """Basic authentication for every path (as exporter-toolkit does); failed logins are logged
+    and slowed per remote address (webconfig.LoginThrottle)."""
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
+        header = request.headers.get("Authorization")
+        if header is None:  # not a login yet (clients ask without credentials first): neither logged nor slowed
+            return web.Response(text="Unauthorized\n", status=401, headers=UNAUTHORIZED_HEADERS)
+        remote = request.remote or "unknown"
+        throttle = gate.throttle
+        if remote in throttle.busy:
+            return web.Response(text="Too many login attempts at once from this address\n", status=429)
+        throttle.busy.add(remote)
+        try:
+            parsed = parse_basic(header)
+            user, password = parsed if parsed is not None else ("", b"")
+            ok = parsed is not None and await gate.verify(user, password)
+            if ok:
+                throttle.succeeded(remote)
+            else:
+                failures, hold_s = throttle.failed(remote)
+                log.warning("failed login from %s as %r", remote, user[:64],
+                            extra=_fields(event="login_failed", remote=remote, user=user[:64],
+                                          malformed=parsed is None, failures=failures, delay_s=hold_s))
+                await asyncio.sleep(hold_s)
+        finally:
+            throttle.busy.discard(remote)
+        if not ok:
+            return web.Response(text="Unauthorized\n", status=401, headers=UNAUTHORIZED_HEADERS)
+        return await handler(request)  # type: ignore[no-any-return]
+
+    return authenticate
+
+
+def build_app(service: ProbeService, web_config: WebConfig | None = None) -> web.Application:
+    middlewares = []
+    if web_config is not None and web_config.users:
+        middlewares.append(_auth_middleware(Gatekeeper(web_config.users)))
+    app = web.Application(middlewares=middlewares)
+    if web_config is not None and web_config.headers:
+        headers = dict(web_config.headers)
+
+        async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+            response.headers.update(headers)
+
+        app.on_response_prepare.append(add_headers)
     app["service"] = service
     app.router.add_get("/", handle_index)
     app.router.add_get("/metrics", handle_metrics)
@@ -414,15 +567,24 @@ def build_app(service: ProbeService) -> web.Application:
 # Running it
 
 
+async def _trim_periodically(service: ProbeService, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        service.trim("timer")
+
+
 async def serve(paths: Sequence[str], checks: Sequence[Check], options: RunOptions, policy: TargetPolicy,
-                host: str, port: int, *, grace_s: float = DEFAULT_GRACE_S) -> int:
+                host: str, port: int, *, grace_s: float = DEFAULT_GRACE_S, web_config: WebConfig | None = None,
+                trim_interval_s: float = TRIM_INTERVAL_S) -> int:
     """Serve ``checks`` (loaded from ``paths``) until SIGTERM/SIGINT; SIGHUP reloads ``paths``.
 
     Returns the process exit code: 0 after a clean stop, 3 when the address cannot be bound."""
     service = ProbeService(paths, options, policy, grace_s=grace_s)
-    runner = web.AppRunner(build_app(service), access_log=None, shutdown_timeout=service.grace_s)
+    runner = web.AppRunner(build_app(service, web_config), access_log=None, shutdown_timeout=service.grace_s,
+                           logger=HttpErrorLog(logging.getLogger("aiohttp.server")))
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    context = web_config.context if web_config is not None else None
+    site = web.TCPSite(runner, host, port, ssl_context=context)
     try:
         await site.start()
     except OSError as exc:
@@ -431,8 +593,15 @@ async def serve(paths: Sequence[str], checks: Sequence[Check], options: RunOptio
         return EXIT_UNKNOWN
     bound = runner.addresses[0]
     service.start(checks)
-    log.info("listening on http://%s:%s", bound[0], bound[1],
-             extra=_fields(event="listening", address=f"{bound[0]}:{bound[1]}", pid=os.getpid()))
+    scheme = "https" if context is not None else "http"
+    log.info("listening on %s://%s:%s", scheme, bound[0], bound[1],
+             extra=_fields(event="listening", address=f"{bound[0]}:{bound[1]}", pid=os.getpid(), scheme=scheme,
+                           basic_auth=bool(web_config and web_config.users),
+                           client_auth=web_config.tls.client_auth_type if web_config and web_config.tls else None))
+    if web_config is not None and web_config.users and context is None:
+        log.warning("basic authentication without TLS: passwords cross the network in the clear",
+                    extra=_fields(event="basic_auth_without_tls", web_config=web_config.path))
+    trimmer = asyncio.create_task(_trim_periodically(service, trim_interval_s), name="memory trim")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[bool]] = set()
@@ -451,6 +620,7 @@ async def serve(paths: Sequence[str], checks: Sequence[Check], options: RunOptio
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     service.stopping = True
+    trimmer.cancel()
     log.info("stopping", extra=_fields(event="stopping", grace_s=service.grace_s))
     cancelled = await service.scheduler.stop(service.grace_s)
     await runner.cleanup()
