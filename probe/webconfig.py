@@ -245,14 +245,12 @@ def _context(problem: _Problems, tls: TlsSettings) -> ssl.SSLContext:
         context.maximum_version = TLS_VERSIONS[tls.max_version]
     except (ValueError, ssl.SSLError) as exc:
         raise problem.fail(f"{where}.min_version", tls.min_version, f"is refused by this OpenSSL ({exc})") from None
+    _check_pem(problem, tls)
     try:
         context.load_cert_chain(tls.cert_file, tls.key_file)
-    except FileNotFoundError as exc:
-        which = "cert_file" if not tls.cert_file.exists() else "key_file"
-        raise problem.fail(f"{where}.{which}", str(getattr(tls, which)), f"cannot be read ({exc.strerror})") from None
     except (OSError, ssl.SSLError) as exc:
-        raise problem.fail(f"{where}.cert_file", str(tls.cert_file),
-                           f"with key_file {str(tls.key_file)!r} cannot be loaded ({_reason(exc)})") from None
+        raise problem.fail(f"{where}.key_file", str(tls.key_file),
+                           f"does not belong to cert_file {str(tls.cert_file)!r} ({_reason(exc)})") from None
     if tls.client_ca_file is not None:
         try:
             context.load_verify_locations(cafile=str(tls.client_ca_file))
@@ -269,6 +267,30 @@ def _context(problem: _Problems, tls: TlsSettings) -> ssl.SSLContext:
     if tls.prefer_server_cipher_suites:
         context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     return context
+
+
+def _check_pem(problem: _Problems, tls: TlsSettings) -> None:
+    """Say which file is wrong (OpenSSL's "PEM lib" names neither)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    where = "tls_server_config"
+    data = {}
+    for which in ("cert_file", "key_file"):
+        path: Path = getattr(tls, which)
+        try:
+            data[which] = path.read_bytes()
+        except OSError as exc:
+            raise problem.fail(f"{where}.{which}", str(path), f"cannot be read ({exc.strerror})") from None
+    try:
+        x509.load_pem_x509_certificates(data["cert_file"])
+    except ValueError:
+        raise problem.fail(f"{where}.cert_file", str(tls.cert_file), "holds no PEM certificate") from None
+    try:
+        serialization.load_pem_private_key(data["key_file"], password=None)
+    except (ValueError, TypeError):
+        raise problem.fail(f"{where}.key_file", str(tls.key_file),
+                           "holds no unencrypted PEM private key") from None
 
 
 def _reason(exc: BaseException) -> str:
