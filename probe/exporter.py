@@ -84,6 +84,7 @@ CAPS = {
     "/probe results": "none kept: the answer is built and sent; at most MAX_PROBES_IN_FLIGHT in flight",
     "login throttle": "webconfig.LoginThrottle: 4096 addresses, each forgotten 15 min after its last failure",
     "login cache": "webconfig.BasicAuth: 64 successful logins, 5 min each",
+    "credential caches": "probe/credentials.py: CACHE_SIZE (64) entries each, oldest dropped first",
     "protocol error log": f"{PROTOCOL_ERROR_LOGS_PER_MINUTE} lines a minute, then one count",
     "reloads": "at most one running and one queued (SIGHUPs in between coalesce)",
 }
@@ -516,9 +517,14 @@ def _auth_middleware(gate: Gatekeeper) -> Any:
             return web.Response(text="Unauthorized\n", status=401, headers=UNAUTHORIZED_HEADERS)
         remote = request.remote or "unknown"
         throttle = gate.throttle
-        if remote in throttle.busy:
+        # an address that has failed logs in one attempt at a time (the others get 429 at once); a clean
+        # address may scrape in parallel (one Prometheus, many /probe targets at the same second)
+        suspect = throttle.failures(remote) > 0
+        if suspect and remote in throttle.busy:
             return web.Response(text="Too many login attempts at once from this address\n", status=429)
-        throttle.busy.add(remote)
+        held = suspect
+        if held:
+            throttle.hold(remote)
         try:
             parsed = parse_basic(header)
             user, password = parsed if parsed is not None else ("", b"")
@@ -530,9 +536,13 @@ def _auth_middleware(gate: Gatekeeper) -> Any:
                 log.warning("failed login from %s as %r", remote, user[:64],
                             extra=_fields(event="login_failed", remote=remote, user=user[:64],
                                           malformed=parsed is None, failures=failures, delay_s=hold_s))
+                if not held:  # from now on a suspect: one attempt at a time
+                    held = True
+                    throttle.hold(remote)
                 await asyncio.sleep(hold_s)
         finally:
-            throttle.busy.discard(remote)
+            if held:
+                throttle.release(remote)
         if not ok:
             return web.Response(text="Unauthorized\n", status=401, headers=UNAUTHORIZED_HEADERS)
         return await handler(request)  # type: ignore[no-any-return]

@@ -385,7 +385,8 @@ class _Failures:
 
 class LoginThrottle:
     """Failed logins per remote address: the n-th failure in a row is answered after
-    ``base_s * 2**(n-1)`` seconds, at most ``cap_s``; one login at a time per address.
+    ``base_s * 2**(n-1)`` seconds, at most ``cap_s``; an address with failures logs in one
+    attempt at a time (``hold``/``release``; the serve middleware answers 429 to the others).
 
     Memory is bounded: at most ``max_entries`` addresses (the least recently failing are
     forgotten first) and an address is forgotten ``forget_s`` after its last failure.
@@ -396,7 +397,7 @@ class LoginThrottle:
         self.base_s, self.cap_s, self.max_entries, self.forget_s = base_s, cap_s, max_entries, forget_s
         self._clock = clock
         self._table: OrderedDict[str, _Failures] = OrderedDict()
-        self.busy: set[str] = set()  # addresses with a login being checked now (one per live request)
+        self.busy: dict[str, int] = {}  # suspect addresses with logins in flight (entries live with requests)
 
     def __len__(self) -> int:
         return len(self._table)
@@ -415,6 +416,14 @@ class LoginThrottle:
         self._table.move_to_end(remote)
         self._expire(now)
         return count, min(self.cap_s, self.base_s * 2 ** min(count - 1, 32))
+
+    def hold(self, remote: str) -> None:
+        self.busy[remote] = self.busy.get(remote, 0) + 1
+
+    def release(self, remote: str) -> None:
+        left = self.busy.pop(remote, 1) - 1
+        if left > 0:
+            self.busy[remote] = left
 
     def succeeded(self, remote: str) -> None:
         self._table.pop(remote, None)

@@ -185,6 +185,24 @@ def test_plain_http_to_the_tls_port_gets_no_metrics(tls_auth: Served) -> None:
         except (ConnectionResetError, TimeoutError):
             answer = b""
     assert b"radius_probe" not in answer
+    wait_until(lambda: tls_auth.log.read_text(), "the log")
+    for line in tls_auth.log.read_text().splitlines():
+        assert "Traceback" not in line
+        json.loads(line)
+
+
+def test_parallel_scrapes_from_one_clean_address_all_get_in(tls_auth: Served, web_pki: WebPki) -> None:
+    """One Prometheus scrapes /metrics and many /probe targets at the same second, from one address."""
+    assert curl(tls_auth, web_pki, "/metrics", user=f"{USER}:{PASSWORD}").status == 200
+    answers: list[Answer] = []
+    threads = [threading.Thread(target=lambda: answers.append(curl(tls_auth, web_pki, "/-/healthy",
+                                                                   user=f"{USER}:{PASSWORD}")))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert [a.status for a in answers] == [200] * 8, answers
 
 
 def test_wrong_passwords_are_logged_without_the_password_and_slowed(tls_auth: Served, web_pki: WebPki) -> None:
