@@ -316,7 +316,11 @@ def test_dockerfile_lints_clean_and_follows_the_readme() -> None:
     assert "pip install --no-cache-dir ." in text and "pip install ." in (ROOT / "README.md").read_text()
     user = re.findall(r"^USER (\S+)$", text, re.M)
     assert user and not user[-1].startswith(("root", "0"))
-    assert "HEALTHCHECK" in text and "/-/healthy" in text
+    health = re.search(r"^HEALTHCHECK .*\\\n\s+CMD (.+)$", text, re.M)
+    assert health and "9812" in health.group(1)  # the check reaches the served port
+    cmd = re.search(r"^CMD (.+)$", text, re.M)  # served beyond loopback only behind --web-config
+    assert cmd and "0.0.0.0:9812" in cmd.group(1) and "--web-config" in cmd.group(1)
+    assert "--insecure-listen" not in cmd.group(1)
     assert re.search(r"^EXPOSE 9812$", text, re.M)
     assert '["radius-probe", "serve"]' in text
     assert not re.search(r"secret|password", text.split("FROM", 1)[1], re.I)  # nothing baked in
