@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from . import __version__
-from .inputs import UsageError, parse_hostport, read_secret_file, resolve
+from .inputs import UsageError, ascii_float, ascii_int, parse_hostport, read_secret_file, resolve
 from .methods import DEFAULT_METHOD, METHOD_NAMES, TLS_VERSIONS, Given, Problem, UnknownMethod, make_method, spec
 from .model import DEFAULT_SLOW_FRACTION, DEFAULT_WINDOW_S, Check, Expectation, Module, Secret, Target, TlsOptions
 from .model import target_text
@@ -39,15 +39,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _positive(kind: type, name: str, minimum: float = 0.0, inclusive: bool = False):  # type: ignore[no-untyped-def]
+    """An argparse type: ASCII digits only (inputs.ascii_int / ascii_float), above ``minimum``.
+
+    Its UsageError ("--timeout must be > 0, not '0'") is not an error argparse catches, so
+    it reaches main() whole: one line, exit 3.
+    """
     def parse(text: str):  # type: ignore[no-untyped-def]
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, not {text!r}") from None
-        if value < minimum or (value == minimum and not inclusive):
-            bound = ">=" if inclusive else ">"
-            raise argparse.ArgumentTypeError(f"{name} must be {bound} {minimum:g}, not {text!r}")
-        return value
+        if kind is int:
+            return ascii_int(text, name, lo=int(minimum) + (0 if inclusive else 1))
+        return ascii_float(text, name, lo=minimum, lo_inclusive=inclusive)
 
     return parse
 
@@ -326,8 +326,8 @@ def _loopback(host: str) -> bool:
 def _listen_address(text: str) -> tuple[str, int]:
     """HOST[:PORT] to listen on (default port 9812); port 0 takes a free port, named in the "listening" log line."""
     if text.endswith(":0"):
-        return parse_hostport(text[:-1] + "1")[0], 0
-    return parse_hostport(text, default_port=9812)
+        return parse_hostport(text[:-1] + "1", what="--listen")[0], 0
+    return parse_hostport(text, default_port=9812, what="--listen")
 
 
 def _serve_secret(args: argparse.Namespace) -> Secret | None:
@@ -406,7 +406,7 @@ def _run_outputs(args: argparse.Namespace) -> dict[str, str]:
 def cmd_emulator(args: argparse.Namespace) -> int:
     from .emulator.run import run_emulator
 
-    host, port = parse_hostport(args.listen)
+    host, port = parse_hostport(args.listen, what="--listen")
     return run_emulator(host, port, config_path=args.config, secret_file=args.secret_file,
                         duration_s=args.duration, pki_dir=args.pki)
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Sequence
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .inputs import UsageError, parse_hostport, read_secret_file
+from .inputs import UsageError, ascii_float, ascii_int, parse_hostport, read_secret_file
 from .methods import METHOD_NAMES, METHODS, TLS_VERSIONS, Given, MethodSpec, Problem, UnknownMethod, spec
 from .model import (DEFAULT_INTERVAL_S, DEFAULT_WINDOW_S, Check, Expectation, Module, ProbeConfig, Secret, Target,
                     TlsOptions)
@@ -179,21 +179,28 @@ class _Reader:
 
     def number(self, node: Node, path: str, *, minimum: float, inclusive: bool = False,
                integer: bool = False) -> float | None:
-        """A number, or ``${VAR:-number}`` (timings tuned from the environment, e.g. in CI)."""
+        """A number in ASCII digits, or ``${VAR:-number}`` (timings tuned from the environment, e.g. in CI).
+
+        YAML's own number forms beyond plain decimals (``1_000``, ``+5``, ``0x10``, ``1:30``, ``.inf``,
+        ``.nan``) and other scripts' digits are refused: one rule for every input number
+        (:func:`probe.inputs.ascii_int` / :func:`probe.inputs.ascii_float`).
+        """
         want = "a whole number" if integer else "a number"
-        value: float | None = None
         if isinstance(node, ScalarNode) and node.tag in (_INT, _FLOAT) and (node.tag == _INT or not integer):
-            value = self.loader.construct_object(node)
+            text: str | None = node.value
+            expanded = ""
         elif isinstance(node, ScalarNode) and node.tag == _STR and "${" in node.value:
             text = self.expand(node, path, node.value)
             if text is None:
                 return None
-            value = _parse_number(text, integer)
-            if value is None:
-                self.error(node, path, f"expected {want}, got {text!r} after expanding {node.value}")
-                return None
+            expanded = f" after expanding {node.value}"
         else:
             self.error(node, path, f"expected {want}, got {_kind(node)}")
+            return None
+        try:
+            value: float = ascii_int(text, "value") if integer else ascii_float(text, "value")
+        except UsageError:
+            self.error(node, path, f"expected {want}, got {text!r}{expanded}")
             return None
         if value < minimum or (value == minimum and not inclusive):
             self.error(node, path, f"must be {'>=' if inclusive else '>'} {minimum:g}, not {value:g}")
@@ -227,13 +234,6 @@ class _Reader:
     def base_path(self, value: str) -> Path:
         path = Path(value).expanduser()
         return path if path.is_absolute() else Path(self.file).resolve().parent / path
-
-
-def _parse_number(text: str, integer: bool) -> float | None:
-    try:
-        return int(text) if integer else float(text)
-    except ValueError:
-        return None
 
 
 def _kind(node: Node) -> str:

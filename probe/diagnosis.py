@@ -307,6 +307,41 @@ CATALOGUE: dict[str, Entry] = {
             ("the proxies between the VPN server and NPS; the shared secret on every hop",),
         ),
         Entry(
+            "mppe_unverified",
+            "Access-Accept before the EAP method finished: its MS-MPPE keys could not be checked",
+            "an Access-Accept carrying MS-MPPE-Send/Recv-Key while the EAP method had not finished (no TLS "
+            "handshake completed, or no PEAP Result TLV exchange), so the probe had no keys of its own "
+            "(mppe: unverified)",
+            (
+                "the server, or something answering in its place, accepted before the method ended: no "
+                "certificate or password may have been checked (an accept-anyone policy, a proxy that accepts "
+                "locally, a server that skips the PEAP Result TLV)",
+                "not a key problem: nothing was compared, so this is no evidence of a proxy rewriting keys",
+            ),
+            (
+                "who answered: the Access-Accept's source in a --pcap capture and tls.server_cert here",
+                "the policy that matched this user on the server (NPS event 6272 and its network policy; "
+                "accept-anyone or proxy rules)",
+            ),
+        ),
+        Entry(
+            "eap_success_missing",
+            "Access-Accept without EAP-Success",
+            "an EAP Access-Accept without EAP-Message after the method finished; counted as an error (exit 2): "
+            "NPS always sends EAP-Success, and a VPN client does not finish EAP without it (RFC 3579); "
+            "the keys were still compared (see mppe)",
+            (
+                "a proxy, load balancer or firewall between the VPN server and NPS drops EAP-Message from "
+                "the Access-Accept",
+                "a RADIUS server that is not NPS and does not follow RFC 3579 (for FreeRADIUS: a post-auth "
+                "policy that removes EAP-Message from the reply)",
+            ),
+            (
+                "probe NPS directly, without the proxy, and compare",
+                "attribute filters on the proxies and load balancers on the path; capture with --pcap",
+            ),
+        ),
+        Entry(
             "mschapv2_server_proof_failed",
             "The server could not prove it knows the password",
             "MS-CHAPv2 Success with an authenticator response that does not verify",
@@ -396,9 +431,15 @@ ERROR_KIND_CODES = {
 }
 
 
+# How the EAP method words an Access-Accept without EAP-Success (probe.method_eap.ACCEPT_WITHOUT_EAP_SUCCESS).
+EAP_SUCCESS_MISSING = "Access-Accept without EAP-Success"
+
+
 def code_for_error(kind: str | None, detail: str | None) -> str | None:
     """The catalogue code for an error Outcome."""
     text = detail or ""
+    if kind == "eap" and text.startswith(EAP_SUCCESS_MISSING):
+        return "eap_success_missing"
     if kind == "tls":
         for prefix, code in TLS_DETAIL_CODES:
             if text.startswith(prefix):

@@ -37,7 +37,6 @@ import fnmatch
 import ipaddress
 import json
 import logging
-import math
 import os
 import re
 import signal
@@ -54,7 +53,7 @@ from prometheus_client.exposition import choose_encoder, generate_latest
 from .checks import CheckResult, RunOptions, evaluate, local_failure
 from .config import Check, Expectation, Module, ProbeFileError, Target, load_probe_files
 from .model import Secret
-from .inputs import UsageError, parse_hostport
+from .inputs import UsageError, ascii_float, parse_hostport
 from .metrics import ServerMetrics, expectation_met, probe_registry, response_s
 from .outcome import EXIT_UNKNOWN
 from .radius.transport import RetryPolicy
@@ -387,10 +386,10 @@ def _budget(request: web.Request) -> float | None | str:
         if text is None:
             continue
         try:
-            value = float(text)
-        except ValueError:
+            value = ascii_float(text, source)  # ASCII digits only, finite (probe.inputs)
+        except UsageError:
             return f"{source} {text!r} is not a number of seconds"
-        if not math.isfinite(value) or value <= 0:
+        if value <= 0:
             return f"{source} {text!r} must be > 0"
         limits.append(max(0.1, value - offset))
     return min(limits) if limits else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from .diagnosis import EAP_SUCCESS_MISSING as ACCEPT_WITHOUT_EAP_SUCCESS  # the judge's code reads this prefix
 from .methods import KeylogSink, MethodError, MethodSpec, RoundPayload
 from .outcome import Outcome
 from .radius import packet as pk
@@ -50,6 +51,15 @@ class EapMethod:
         return RoundPayload(attributes=pk.eap_message_attrs(answer))
 
     def on_final(self, reply: pk.Packet, request: pk.Packet, outcome: Outcome) -> None:
+        """Judge an Access-Accept: the EAP ending first, then the MS-MPPE keys, exactly.
+
+        ``mppe``: "match" or "mismatch" when the method finished (the peer derived its own keys,
+        EAP-Success or not) and the Accept carries keys; "mismatch" too when they do not decrypt;
+        "unverified" when the Accept carries keys before the method finished (nothing to compare
+        with: not a proxy's fault); "absent" without keys.  An Accept without EAP-Success is an
+        ``eap`` error whatever the keys say: NPS always sends one, and a VPN client does not
+        finish EAP without it.
+        """
         eap = reply.eap()
         if reply.code != pk.ACCESS_ACCEPT:
             if eap is not None:
@@ -58,30 +68,69 @@ class EapMethod:
                 except MethodError:
                     pass
             return
-        if eap is None and not self.peer.primary_auth_done:
-            raise MethodError("eap", "Access-Accept before the EAP method finished: no certificate or password "
-                                     "was checked (a server that accepts anyone?)")
-        if eap is None:
-            outcome.warnings.append("Access-Accept without EAP-Message (RFC 3579 wants an EAP-Success)")
+        problem: MethodError | None = None
+        if not self.peer.method_finished:
+            problem = MethodError("eap", self._unfinished(eap is None))
+            if eap is not None:
+                try:
+                    self._feed(eap)  # an early EAP-Success: the peer refuses it and says so
+                except MethodError as exc:
+                    problem = exc
+        elif eap is None:
+            problem = MethodError("eap", f"{ACCEPT_WITHOUT_EAP_SUCCESS} after {self.peer.config.name} finished "
+                                         "(RFC 3579: the Accept carries the EAP-Success; NPS always sends one)")
         else:
-            self._feed(eap)
-            if self.peer.state != "success":
-                raise MethodError("eap", "Access-Accept carried no EAP-Success for a finished method")
+            try:
+                self._feed(eap)
+            except MethodError as exc:
+                problem = exc
+            else:
+                if self.peer.state != "success":
+                    problem = MethodError("eap", f"{ACCEPT_WITHOUT_EAP_SUCCESS}: its EAP-Message is not "
+                                                 "an EAP-Success")
+        keys_problem = self._check_keys(reply, request, outcome)
+        if problem is not None:
+            raise problem  # the EAP ending comes first; ``mppe`` still says what the keys are
+        if keys_problem is not None:
+            raise keys_problem
+
+    def _unfinished(self, bare: bool) -> str:
+        what = "Access-Accept without EAP-Message" if bare else "Access-Accept"
+        if self.peer.primary_auth_done:
+            return (f"{what} before the EAP method finished: the credential was proven, but the method's "
+                    "last exchange (PEAP Result TLV) never happened")
+        return (f"{what} before the EAP method finished: no certificate or password was checked "
+                "(a server that accepts anyone?)")
+
+    def _check_keys(self, reply: pk.Packet, request: pk.Packet, outcome: Outcome) -> MethodError | None:
+        """Set ``outcome.mppe`` exactly; the MethodError to raise for keys that are known to be wrong."""
         try:
             got = pk.mppe_keys(reply, request.authenticator, self._secret)
         except pk.PacketError as exc:  # a proxy that re-encrypted with another secret garbles the length
             outcome.mppe = "mismatch"
-            raise MethodError("mppe_mismatch", f"MS-MPPE keys in the Access-Accept do not decrypt: {exc.detail}") from None
-        expected = self.peer.expected_mppe()
+            return MethodError("mppe_mismatch", f"MS-MPPE keys in the Access-Accept do not decrypt: {exc.detail}")
         if got is None:
             outcome.mppe = "absent"
             outcome.warnings.append("Access-Accept without MS-MPPE-Send/Recv-Key: the VPN server cannot encrypt")
-        elif expected is not None and got == expected:
+            return None
+        from .eap.peer import EapPeerError
+
+        try:
+            expected = self.peer.derived_mppe()
+        except EapPeerError as exc:
+            outcome.mppe = "unverified"
+            return MethodError(exc.kind, exc.detail, exc.state)
+        if expected is None:
+            outcome.mppe = "unverified"
+            outcome.warnings.append("MS-MPPE keys in the Access-Accept were not checked: the EAP method had not "
+                                    "finished, so there were no keys to compare them with")
+            return None
+        if got == expected:
             outcome.mppe = "match"
-        else:
-            outcome.mppe = "mismatch"
-            raise MethodError("mppe_mismatch", "MS-MPPE keys in the Access-Accept differ from the keys the EAP "
-                                               "method derived (tunnel or cryptobinding keys)")
+            return None
+        outcome.mppe = "mismatch"
+        return MethodError("mppe_mismatch", "MS-MPPE keys in the Access-Accept differ from the keys the EAP "
+                                            "method derived (tunnel or cryptobinding keys)")
 
     def report(self, outcome: Outcome) -> None:
         binding = self.peer.cryptobinding

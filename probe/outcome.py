@@ -21,7 +21,9 @@ __all__ = ["RESULTS", "EXPECTATIONS", "EXIT_OK", "EXIT_DEGRADED", "EXIT_FAILED",
            "finalize"]
 
 Result = Literal["accept", "reject", "challenge", "discard", "error"]
-Mppe = Literal["absent", "match", "mismatch"]
+Mppe = Literal["absent", "match", "mismatch", "unverified"]
+"""match/mismatch: the method finished and its keys were compared (mismatch also: keys that do not
+decrypt); unverified: keys present but the method had not finished, so nothing to compare with."""
 Cryptobinding = Literal["absent", "valid", "invalid"]
 MessageAuthenticator = Literal["valid", "absent"]
 

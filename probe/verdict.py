@@ -221,9 +221,12 @@ def diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | N
     elif o.result == "challenge":
         codes.append(("otp_challenge", f"prompt: {o.reply_message!r}" if o.reply_message else None))
     elif o.result == "error":
-        error_code = code_for_error(o.error_kind, o.error_detail)
+        # keys that came before the method finished: the unverified entry is this error's own explanation
+        error_code = "mppe_unverified" if o.mppe == "unverified" else code_for_error(o.error_kind, o.error_detail)
         if error_code is not None:
             codes.append((error_code, o.error_detail))
+        if o.mppe == "mismatch" and error_code != "mppe_mismatch":  # e.g. no EAP-Success, and wrong keys too
+            codes.append(("mppe_mismatch", None))
     if o.result == "accept" and o.expected == "reject":
         codes.append(("mfa_not_enforced", None))
     if o.result == "accept" and spec is not None and spec.mppe and o.mppe == "absent":

@@ -524,7 +524,23 @@ class EapPeer:
 
     def expected_mppe(self) -> tuple[bytes, bytes] | None:
         """(MS-MPPE-Send-Key, MS-MPPE-Recv-Key) as the server sends them in Access-Accept; None before success."""
-        if self.state != "success" or self._method is None:
+        if self.state != "success":
+            return None
+        return self.derived_mppe()
+
+    @property
+    def method_finished(self) -> bool:
+        """The method ran to its end (EAP-TLS complete, PEAP Result TLV answered): EAP-Success may come."""
+        return self._method is not None and self._method.finished
+
+    def derived_mppe(self) -> tuple[bytes, bytes] | None:
+        """The MS-MPPE keys (send, recv) the finished method derived, with or without an EAP-Success.
+
+        None while the method has not finished: then the peer has no keys of its own, and an
+        Access-Accept's keys cannot be checked (they are "unverified", not "mismatch").
+        Raises EapPeerError if the TLS engine cannot export them.
+        """
+        if not self.method_finished or self._method is None:
             return None
         keys = self._method.mppe()
         return (keys.send_key, keys.recv_key) if keys is not None else None

@@ -15,6 +15,7 @@ has accepted the first factor:
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,8 @@ def default_config() -> EmulatorConfig:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A YAML int or float (not a bool, not .inf/.nan); strings, even of digits, are not numbers here."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def read_secret(path: Path, what: str) -> bytes:

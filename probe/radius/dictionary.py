@@ -66,6 +66,11 @@ def dictionary_dir() -> Path:
     raise DictionaryError(f"no RADIUS dictionary found (looked in {tried})")
 
 
+def _ascii_digits(text: str) -> bool:
+    """0-9 only: str.isdigit() also takes '²' and '١', which int() then refuses or reads."""
+    return bool(text) and text.isascii() and text.isdigit()
+
+
 class RadiusDictionary:
     """Attribute definitions by name and by (vendor, code)."""
 
@@ -105,7 +110,7 @@ class RadiusDictionary:
         tag: int | None = None
         if adef.has_tag:
             tag = 0
-            if isinstance(value, str) and ":" in value and value.split(":", 1)[0].isdigit():
+            if isinstance(value, str) and ":" in value and _ascii_digits(value.split(":", 1)[0]):
                 tag_text, value = value.split(":", 1)
                 tag = int(tag_text)
                 if not 0 <= tag <= 0x1F:
@@ -126,6 +131,8 @@ class RadiusDictionary:
                 if isinstance(value, str):
                     if value in adef.values:
                         number = adef.values[value]
+                    elif not value.isascii():  # int() would take other scripts' digits ('١٢')
+                        raise ValueError("not ASCII digits")
                     else:
                         number = int(value, 0)
                 else:

@@ -436,6 +436,32 @@ def mppe_mismatch(lab: Lab) -> Outcome:
     return o
 
 
+def strip_eap_message(attrs: list[pk.Attr], request: pk.Packet) -> list[pk.Attr]:
+    """A filter on the path that drops EAP-Message (the EAP-Success) from the Access-Accept."""
+    assert any(a[0] == pk.EAP_MESSAGE for a in attrs), "the emulator sent no EAP-Success"
+    return [a for a in attrs if a[0] != pk.EAP_MESSAGE]
+
+
+def eap_success_missing(lab: Lab) -> Outcome:
+    """The right keys, no EAP-Success: an eap error whose keys still match (no proxy blamed)."""
+    em = KeyRewritingNps(eap_config(lab.pki), strip_eap_message)
+    o, _ = against(em, lambda addr: eap_probe(lab.pki, addr, "peap-mschapv2"))
+    assert em.rewritten == 1 and o.mppe == "match"
+    return o
+
+
+def mppe_unverified(lab: Lab) -> Outcome:
+    """A correctly signed server that accepts the Identity with MS-MPPE keys: nothing to compare them with."""
+    def respond(request: pk.Packet) -> bytes:
+        keys = [pk.vsa(pk.VENDOR_MICROSOFT, t, pk.salt_encrypt(os.urandom(32), SECRET, request.authenticator,
+                                                               b"\x80\x01")) for t in (pk.MS_MPPE_SEND_KEY, pk.MS_MPPE_RECV_KEY)]
+        return pk.build_reply(pk.ACCESS_ACCEPT, request, keys, SECRET, message_authenticator=True)
+
+    o = against_rogue(respond, lambda addr: eap_probe(lab.pki, addr, "eap-tls"))
+    assert o.mppe == "unverified"
+    return o
+
+
 def mschapv2_server_proof_failed(lab: Lab) -> Outcome:
     """The server accepts the NT-Response but proves itself with another password (S= does not verify)."""
     def wrong_proof(password: str, *args: Any) -> bytes:
@@ -598,6 +624,8 @@ PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "tls_handshake_failed": (tls_handshake_failed, "error", "tls"),
     "cryptobinding_invalid": (cryptobinding_invalid, "error", "cryptobinding"),
     "mppe_mismatch": (mppe_mismatch, "error", "mppe_mismatch"),
+    "mppe_unverified": (mppe_unverified, "error", "eap"),
+    "eap_success_missing": (eap_success_missing, "error", "eap"),
     "mschapv2_server_proof_failed": (mschapv2_server_proof_failed, "error", "mschapv2"),
     "eap_protocol_error": (eap_protocol_error, "error", "eap"),
     "mppe_absent": (mppe_absent, "accept", None),
