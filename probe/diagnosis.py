@@ -355,6 +355,23 @@ CATALOGUE: dict[str, Entry] = {
             ("renew the probe's certificate; check the user template's auto-enrollment",),
         ),
         Entry(
+            "authentication_deadline",
+            "The server took too long in total: the authentication did not finish within its deadline",
+            "rounds answered, each in time, but the whole conversation passed timeout x (retries + 1) "
+            "(or --deadline) before its result",
+            (
+                "the server (or a proxy) answers every round slowly, so an EAP conversation of many rounds "
+                "outlasts what the VPN server waits for one authentication",
+                "a small Framed-MTU makes the TLS handshake take many rounds",
+                "the server keeps challenging without end",
+            ),
+            (
+                "the round count and time in the detail against the server's load and its per-request latency",
+                "rerun with --framed-mtu 1344 (fewer rounds) or a longer --deadline to see whether it finishes",
+                "NPS events 6272/6273 times and the server's CPU and domain controller latency",
+            ),
+        ),
+        Entry(
             "internal_error",
             "radius-probe failed internally",
             "an exception inside the probe",
@@ -393,6 +410,7 @@ ERROR_KIND_CODES = {
     "eap": "eap_protocol_error",
     "mschapv2": "eap_protocol_error",
     "internal": "internal_error",
+    "deadline": "authentication_deadline",
 }
 
 
