@@ -11,8 +11,8 @@ arrival time.  Every way a conversation can end becomes an Outcome; nothing rais
 
 Every authentication has an overall deadline (``RetryPolicy.total_deadline_s``,
 from ``start``): ``next_deadline`` never lies past it, a round still waiting then
-is cut (silent for at least one timeout: a discard with a warning; otherwise
-``deadline``), and no round begins after it.  What the server sends is bounded
+is cut (silent for one timeout, or half the deadline: a discard with a warning;
+otherwise ``deadline``), and no round begins after it.  What the server sends is bounded
 too: the round limit (``ProbeConfig.round_limit``), a few invalid replies kept
 per round (all counted in ``Outcome.ignored_replies``), one copy of each warning.
 """
@@ -276,8 +276,8 @@ class Conversation:
             waited = now - ex.sent[0] if ex.sent else 0.0
             if ex.error_kind:
                 o.result, o.error_kind, o.error_detail = "error", ErrorKind.coerce(ex.error_kind), ex.error_detail
-            elif ex.cut and waited < self.cfg.policy.timeout_s:
-                # Cut before even one timeout of silence: the server is slow overall, not silent.
+            elif ex.cut and waited < min(self.cfg.policy.timeout_s, self.cfg.policy.total_deadline_s / 2):
+                # Cut before one timeout (or half the deadline) of silence: the server is slow overall, not silent.
                 o.result, o.error_kind = "error", ErrorKind.DEADLINE
                 o.error_detail = self._deadline_detail(now, o.round_trips - 1,
                                                    f"round {o.round_trips} cut after {waited:.1f} s")

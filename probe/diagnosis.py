@@ -426,5 +426,17 @@ def code_for_error(kind: str | None, detail: str | None) -> str | None:
     return ERROR_KIND_CODES.get(kind or "")
 
 
+LOSS_NOTE_MAX_SENDS = 2
+"""A discard whose final request went out at most this many times may be packet loss (finding 7)."""
+
+
+def loss_note(final_round_sends: int) -> str | None:
+    """The one-line caveat of a discard seen on few transmissions: lost packets look the same on the wire."""
+    if final_round_sends < 1 or final_round_sends > LOSS_NOTE_MAX_SENDS:
+        return None
+    return (f"only {final_round_sends} transmission(s) of the final request went unanswered: packet loss gives "
+            f"the same picture, so rerun with more retries (--retries 2 or more) before concluding")
+
+
 def entry(code: str) -> Entry:
     return CATALOGUE[code]
