@@ -10,7 +10,7 @@ every send, sends what the machine says, and hands back what arrives with its
 arrival time.  Every way a conversation can end becomes an Outcome; nothing raises.
 
 Every authentication has an overall deadline (``RetryPolicy.total_deadline_s``,
-from ``start``): ``next_deadline`` never lies past it, a round still waiting then
+from its first transmission): ``next_deadline`` never lies past it, a round still waiting then
 is cut (silent for one timeout, or half the deadline: a discard with a warning;
 otherwise ``deadline``), and no round begins after it.  What the server sends is bounded
 too: the round limit (``ProbeConfig.round_limit``), a few invalid replies kept
@@ -94,7 +94,7 @@ class Conversation:
         self.done = False
         self.round: Round | None = None
         self._t0 = 0.0
-        self._deadline_at = float("inf")  # start() sets it: t0 + the policy's total deadline
+        self._deadline_at = float("inf")  # the first transmission + the policy's total deadline
         self._started = False
         self._payload: RoundPayload | None = None  # the next round's payload, waiting for an Identifier
         self._state: bytes | None = None
@@ -134,7 +134,6 @@ class Conversation:
             return
         self._started = True
         self._t0 = self._last_now = now
-        self._deadline_at = now + self.cfg.policy.total_deadline_s
         self._guard(now, self._start)
 
     def begin_round(self, identifier: int, previous: pk.Packet | None = None) -> None:
@@ -242,11 +241,14 @@ class Conversation:
 
     def _poll(self, now: float) -> bytes | None:
         assert self.round is not None
-        if now >= self._deadline_at:
+        if now >= self._deadline_at and not self.round.over_by(now):
             self.round.cut(now)  # the overall deadline came before the round's own end
             self._end_round(now)
             return None
         data = self.round.poll(now)
+        if data is not None and self._deadline_at == float("inf"):
+            # From the first transmission, as each round's own wait is: by default they end together.
+            self._deadline_at = now + self.cfg.policy.total_deadline_s
         if self.round.done:
             self._end_round(now)
         return data

@@ -203,6 +203,10 @@ class Round:
         self.exchange.error_kind, self.exchange.error_detail = "unreachable", detail
         self.done = True
 
+    def over_by(self, now: float) -> bool:
+        """Whether the round's own wait (its listen window) has ended at ``now``: a poll then ends it."""
+        return bool(self.exchange.sent) and now >= self._listen_end
+
     def cut(self, now: float) -> None:
         """The conversation's deadline came first: the round ends now (silence, or the last ignored reply's error)."""
         if self.done:
