@@ -219,8 +219,8 @@ class Conversation:
         if self.outcome.round_trips >= self.cfg.round_limit:
             raise MethodError("eap", f"the server kept challenging: stopped after {self.cfg.round_limit} rounds")
         if now >= self._deadline_at:
-            raise MethodError(ErrorKind.DEADLINE, self._deadline_detail(now, self.outcome.round_trips,
-                                                                       f"none left for round {self.outcome.round_trips + 1}"))
+            rounds = self.outcome.round_trips
+            raise MethodError(ErrorKind.DEADLINE, self._deadline_detail(now, rounds, f"none left for round {rounds + 1}"))
         self._payload = payload
 
     def _begin_round(self, identifier: int, previous: pk.Packet | None) -> None:

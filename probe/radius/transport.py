@@ -87,7 +87,7 @@ class Exchange:
     late: bool = False  # answered after the client's own deadline
     error_kind: str | None = None  # unreachable | bad_authenticator | malformed (None: silence or reply)
     error_detail: str | None = None
-    ignored: list[tuple[float, str, str]] = field(default_factory=list)  # the first MAX_IGNORED_KEPT (time, kind, detail)
+    ignored: list[tuple[float, str, str]] = field(default_factory=list)  # the first MAX_IGNORED_KEPT: (t, kind, detail)
     ignored_total: int = 0  # every invalid reply, kept or not
     last_ignored: tuple[float, str, str] | None = None  # the latest, whose error ends a round nothing valid answered
     cut: bool = False  # the conversation's deadline ended the wait before the round's own end

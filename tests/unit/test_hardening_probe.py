@@ -1,4 +1,4 @@
-"""Probe-side bounds (issue 11: findings 1, 3, 7, 10) on the sans-IO machines, with bytes and a fake clock.
+"""Probe-side bounds (issue 11: findings 1, 3, 7, 8, 10) on the sans-IO machines, with bytes and a fake clock.
 
 A small fake driver (``Wire``) allocates Identifiers, tells the machine the time,
 records what it sends, and hands back replies built with the server side of
@@ -18,6 +18,7 @@ import pytest
 
 from probe.conversation import Conversation
 from probe.diagnosis import CATALOGUE, code_for_error
+from probe.drivers.icmp import IcmpError, judge_error, quote_matches
 from probe.eap.tls_framing import EapTlsError, Flags, Reassembler, TlsPayload
 from probe.methods import RoundPayload
 from probe.model import ROUND_LIMIT_CEILING, ROUND_LIMIT_FLOOR
@@ -335,3 +336,49 @@ def test_an_unsigned_pap_reply_is_still_an_answer() -> None:
     w.answer(0.1, pk.ACCESS_ACCEPT, ma=False)
     o = w.outcome
     assert o.result == "accept" and o.message_authenticator == "absent" and o.ignored_replies == 0
+
+
+# -- finding 8: which ICMP errors count (the drivers' rule; over real sockets in test_hardening_drivers) --
+
+
+TARGET = ("127.0.0.1", 1812)
+
+
+def icmp(offender: str | None, to: tuple[str, int] | None, type_: int = 3, code: int = 3,
+         quoted: bytes = b"\x01\x07", origin: int = 2) -> IcmpError:
+    return IcmpError(111, origin, type_, code, offender, to, quoted)
+
+
+@pytest.mark.parametrize("err, counts", [
+    (icmp("127.0.0.1", TARGET), "ICMP port unreachable: nothing listens there"),
+    (icmp("127.0.0.2", TARGET), None),  # only the target host itself says nothing listens on its port
+    (icmp("127.0.0.1", ("127.0.0.2", 1812)), None),  # about another destination
+    (icmp("127.0.0.1", ("127.0.0.1", 1813)), None),  # about another port
+    (icmp("127.0.0.1", None), None),  # no quoted destination: cannot be matched
+    (icmp("192.0.2.254", TARGET, code=1), "ICMP host unreachable"),  # a router may say the host is unreachable
+    (icmp("127.0.0.1", TARGET, code=4), None),  # fragmentation needed: not an unreachable
+    (icmp("127.0.0.1", TARGET, type_=11, code=0), None),  # time exceeded
+    (icmp("::1", ("::1", 1812), type_=1, code=4, origin=3), None),  # IPv6 error, IPv4 target
+])
+def test_only_an_icmp_error_about_the_target_counts(err: IcmpError, counts: str | None) -> None:
+    assert judge_error(err, TARGET) == counts
+
+
+def test_icmpv6_port_unreachable_from_the_target_counts() -> None:
+    err = icmp("::1", ("::1", 1812), type_=1, code=4, origin=3)
+    assert judge_error(err, ("::1", 1812)) == "ICMP port unreachable: nothing listens there"
+
+
+def test_the_quote_must_be_the_request_in_flight() -> None:
+    request = pk.build_request(7, b"\x33" * 16, [(pk.USER_NAME, b"alice")], SECRET).raw
+    assert quote_matches(request, request) and quote_matches(request[:40], request)
+    assert quote_matches(b"", request)  # RFC 792 quotes only the UDP header: nothing to tell by
+    assert not quote_matches(request[:1] + b"\x08" + request[2:], request)  # another Identifier
+    assert not quote_matches(request + b"x", request)
+
+
+def test_a_verified_answer_never_carries_an_unreachable_diagnosis() -> None:
+    o = Outcome(target="127.0.0.1:1812", method="pap", identity="alice", result="accept",
+                error_kind=ErrorKind.UNREACHABLE, final_response_s=0.001)
+    finalize(o)
+    assert "port_unreachable" not in [d["code"] for d in o.diagnosis]
