@@ -220,7 +220,8 @@ class Conversation:
             raise MethodError("eap", f"the server kept challenging: stopped after {self.cfg.round_limit} rounds")
         if now >= self._deadline_at:
             rounds = self.outcome.round_trips
-            raise MethodError(ErrorKind.DEADLINE, self._deadline_detail(now, rounds, f"none left for round {rounds + 1}"))
+            detail = self._deadline_detail(now, rounds, f"none left for round {rounds + 1}")
+            raise MethodError(ErrorKind.DEADLINE, detail)
         self._payload = payload
 
     def _begin_round(self, identifier: int, previous: pk.Packet | None) -> None:
