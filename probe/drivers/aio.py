@@ -29,7 +29,7 @@ from ..outcome import Outcome
 from ..radius.packet import Packet
 from ..radius.transport import UNREACHABLE, Clock, Disposition, Exchange, RetryPolicy, Round, Tap
 from . import judge
-from .icmp import enable_recverr, judge_error, quote_matches, read_errors
+from .icmp import LOCAL_ROUTING_ERRNOS, enable_recverr, judge_error, quote_matches, read_errors
 
 __all__ = ["RadiusClient", "authenticate", "converse"]
 
@@ -131,7 +131,12 @@ class _Socket(asyncio.DatagramProtocol):
             if reason is not None:
                 self._unreachable(reason)
             return
-        for err in read_errors(self.errqueue):  # drained: the socket reports no error again for these
+        errors = read_errors(self.errqueue)  # drained: the socket reports no error again for these
+        code = getattr(exc, "errno", None)
+        if not errors and code in LOCAL_ROUTING_ERRNOS:  # our own stack refused the send: no ICMP to check
+            self._unreachable(UNREACHABLE[code])
+            return
+        for err in errors:
             detail = judge_error(err, self.target)
             if detail is None:
                 continue

@@ -26,7 +26,7 @@ from ..outcome import Outcome
 from ..radius.packet import MAX_PACKET_LEN, Packet
 from ..radius.transport import UNREACHABLE, Clock, Disposition, Tap
 from . import judge
-from .icmp import enable_recverr, judge_error, quote_matches, read_errors
+from .icmp import LOCAL_ROUTING_ERRNOS, enable_recverr, judge_error, quote_matches, read_errors
 
 __all__ = ["authenticate_blocking", "SockFactory"]
 
@@ -142,7 +142,11 @@ def _socket_error(conv: Conversation, exc: OSError, now: float, sock: socket.soc
             log.debug("ignored socket error: %s", exc)
         return
     request = conv.round.request.raw if conv.round is not None else None
-    for err in read_errors(sock):
+    errors = read_errors(sock)
+    if not errors and exc.errno in LOCAL_ROUTING_ERRNOS:  # our own stack refused the send: no ICMP to check
+        conv.unreachable(UNREACHABLE[exc.errno], now)
+        return
+    for err in errors:
         detail = judge_error(err, remote)
         if detail is None:
             continue

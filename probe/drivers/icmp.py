@@ -161,6 +161,10 @@ def judge_error(err: IcmpError, target: tuple[str, int]) -> str | None:
     return detail
 
 
+LOCAL_ROUTING_ERRNOS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN})
+"""Errnos a send can fail with locally (no route, no neighbour) with nothing on the error queue: still believed."""
+
+
 def quote_matches(quoted: bytes, request: bytes) -> bool:
     """Whether the ICMP's quote is (the start of) ``request``; an empty quote (8 bytes of UDP header
     only, all RFC 792 asks for) cannot tell and matches."""

@@ -33,7 +33,7 @@ from probe.outcome import Outcome
 from probe.pki import Pki
 from probe.radius import packet as pk
 from probe.radius.transport import MAX_IGNORED_KEPT, RetryPolicy
-from tests.helpers import cli, emulator, free_udp_port, pap, run
+from tests.helpers import cli, emulator, pap, run
 
 SECRET = DEFAULT_SECRET.encode()
 DRIVERS = ("aio", "blocking")
@@ -312,9 +312,20 @@ def test_an_icmp_error_from_the_target_quoting_our_request_ends_the_wait(driver:
     assert o.error_detail == "ICMP port unreachable: nothing listens there" and codes(o) == ["port_unreachable"]
 
 
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.mark.parametrize("driver", DRIVERS)
-def test_nothing_listening_is_still_unreachable_at_once(driver: str) -> None:
-    cfg = pap(("127.0.0.1", free_udp_port()), "alice", policy=RetryPolicy(timeout_s=5.0, retries=2))
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_nothing_listening_is_still_unreachable_at_once(driver: str, host: str) -> None:
+    """The error queue of IPv4 (IP_RECVERR) and IPv6 (IPV6_RECVERR) sockets: the target's own ICMP counts."""
+    if host == "::1" and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    cfg = pap((host, _free_port(host)), "alice", policy=RetryPolicy(timeout_s=5.0, retries=2))
     o = drive(cfg, driver)
     assert (o.result, o.error_kind) == ("error", "unreachable") and o.duration_s < 1.0
     assert codes(o) == ["port_unreachable"] and o.retransmissions == 0
