@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -109,6 +110,7 @@ def _add_auth_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--late-wait", type=_positive(float, "--late-wait", 0, inclusive=True), metavar="S",
                    help="listen for a late answer until S seconds after the first send, past the client's "
                         "own timeout (default 1.5 x window)")
+    _add_deadline_option(t)
     n = p.add_argument_group("NAS")
     n.add_argument("--profile", default="rras", help=f"NAS attribute profile: {', '.join(PROFILES)} (default rras)")
     n.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
@@ -171,7 +173,8 @@ def build_check(args: argparse.Namespace) -> tuple[Check, tuple[str, int]]:
     module = Module(
         name=method.name, method=method.name, identity=args.identity, outer_identity=args.outer_identity,
         password=password, otp=Secret(args.otp.encode()) if args.otp else None, tls=tls, profile=args.profile,
-        attrs=extra, policy=RetryPolicy(timeout_s=args.timeout, retries=args.retries, listen_s=late_wait),
+        attrs=extra, policy=RetryPolicy(timeout_s=args.timeout, retries=args.retries, listen_s=late_wait,
+                                             deadline_s=args.deadline),
         window_s=args.window, framed_mtu=args.framed_mtu, nas_identifier=args.nas_identifier,
     )
     for problem in method.requirements(Given.of(module)):
@@ -248,6 +251,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return EXIT_UNKNOWN
+    _cap_deadlines(checks, args.deadline)
     outputs = _run_outputs(args)
     options = RunOptions(concurrency=args.concurrency, cert_warn_days=args.cert_warn_days,
                          slow_fraction=args.slow_fraction)
@@ -305,6 +309,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return EXIT_UNKNOWN
+    _cap_deadlines(checks, args.deadline)
     configure_logging(args.verbose)
     options = RunOptions(concurrency=args.concurrency, cert_warn_days=args.cert_warn_days,
                          slow_fraction=args.slow_fraction)
@@ -341,7 +346,25 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     """Options ``run`` and ``serve`` share: how checks run and when they are degraded."""
     p.add_argument("--concurrency", type=_positive(int, "--concurrency", 1, inclusive=True), default=32,
                    metavar="N", help="checks in flight at once (default 32)")
+    _add_deadline_option(p, cap=True)
     _add_verdict_options(p)
+
+
+def _add_deadline_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, cap: bool = False) -> None:
+    """``--deadline``: the longest one whole authentication may take (every round, every retransmission)."""
+    more = ("; caps every check's own (a probe file's deadline:, or its default)" if cap else
+            "; default: timeout x (retries + 1), or --late-wait if longer")
+    p.add_argument("--deadline", type=_positive(float, "--deadline"), default=None, metavar="SECONDS",
+                   help="end a whole authentication after SECONDS, however many rounds it took" + more)
+
+
+def _cap_deadlines(checks: Sequence[Check], deadline_s: float | None) -> None:
+    """``run``/``serve --deadline``: no check's authentication lasts longer than ``deadline_s``."""
+    if deadline_s is None:
+        return
+    for check in checks:
+        policy = check.module.policy
+        check.module.policy = dataclasses.replace(policy, deadline_s=min(policy.total_deadline_s, deadline_s))
 
 
 def _add_verdict_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

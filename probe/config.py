@@ -50,7 +50,7 @@ MODULE_FIELDS = (
     "method", "identity", "outer_identity", "password_file", "password_env", "otp_file", "otp_env",
     "cert", "key", "key_password_file", "key_password_env", "pkcs12", "pkcs12_password_file",
     "pkcs12_password_env", "ca", "server_name", "insecure", "tls_max", "profile", "attrs", "timeout",
-    "retries", "window", "late_wait", "framed_mtu", "nas_identifier",
+    "retries", "window", "late_wait", "deadline", "framed_mtu", "nas_identifier",
 )
 TARGET_FIELDS = ("address", "secret_file", "secret_env", "labels")
 CHECK_FIELDS = ("name", "target", "targets", "module", "expect", "interval")
@@ -391,10 +391,12 @@ def _module(r: _Reader, name: str, node: Node, path: str, dictionary: RadiusDict
     retries = value("retries", lambda n, p: r.number(n, p, minimum=0, inclusive=True, integer=True))
     window = value("window", lambda n, p: r.number(n, p, minimum=0))
     late_wait = value("late_wait", lambda n, p: r.number(n, p, minimum=0, inclusive=True))
+    deadline = value("deadline", lambda n, p: r.number(n, p, minimum=0))
     m.window_s = float(window if window is not None else DEFAULT_WINDOW_S)
     m.policy = RetryPolicy(timeout_s=float(timeout if timeout is not None else 30.0),
                            retries=int(retries if retries is not None else 2),
-                           listen_s=float(late_wait if late_wait is not None else 1.5 * m.window_s))
+                           listen_s=float(late_wait if late_wait is not None else 1.5 * m.window_s),
+                           deadline_s=float(deadline) if deadline is not None else None)
     mtu = value("framed_mtu", lambda n, p: r.number(n, p, minimum=64, inclusive=True, integer=True))
     m.framed_mtu = int(mtu) if mtu is not None else 1500
     m.nas_identifier = value("nas_identifier", lambda n, p: r.text(n, p, expand=True)) or "radius-probe"

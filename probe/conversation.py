@@ -8,6 +8,13 @@ the driver send it, and let the method decide what an Access-Challenge means.
 one plain UDP socket) allocates each round's Identifier, reads the time before
 every send, sends what the machine says, and hands back what arrives with its
 arrival time.  Every way a conversation can end becomes an Outcome; nothing raises.
+
+Every authentication has an overall deadline (``RetryPolicy.total_deadline_s``,
+from its first transmission): ``next_deadline`` never lies past it, a round still waiting then
+is cut (silent for one timeout, or half the deadline: a discard with a warning;
+otherwise ``deadline``), and no round begins after it.  What the server sends is bounded
+too: the round limit (``ProbeConfig.round_limit``), a few invalid replies kept
+per round (all counted in ``Outcome.ignored_replies``), one copy of each warning.
 """
 
 from __future__ import annotations
@@ -82,10 +89,12 @@ class Conversation:
         self.nas_ip = nas_ip
         self._urandom = urandom
         self.outcome = Outcome(target=cfg.target, method=cfg.method, identity=cfg.identity, expected=cfg.expected,
-                               window_s=cfg.window_s, client_timeout_s=cfg.policy.client_deadline_s)
+                               window_s=cfg.window_s, client_timeout_s=cfg.policy.client_deadline_s,
+                               deadline_s=cfg.policy.total_deadline_s)
         self.done = False
         self.round: Round | None = None
         self._t0 = 0.0
+        self._deadline_at = float("inf")  # the first transmission + the policy's total deadline
         self._started = False
         self._payload: RoundPayload | None = None  # the next round's payload, waiting for an Identifier
         self._state: bytes | None = None
@@ -109,7 +118,8 @@ class Conversation:
         """When to call ``poll`` again if nothing arrives (None: act now, or the conversation is over)."""
         if self.done or self.round is None:
             return None
-        return self.round.next_deadline
+        wake = self.round.next_deadline
+        return None if wake is None else min(wake, self._deadline_at)
 
     def released(self) -> list[tuple[int, pk.Packet | None]]:
         """Identifiers whose round is over (and the request each carried); each is handed out once."""
@@ -208,6 +218,10 @@ class Conversation:
             return
         if self.outcome.round_trips >= self.cfg.round_limit:
             raise MethodError("eap", f"the server kept challenging: stopped after {self.cfg.round_limit} rounds")
+        if now >= self._deadline_at:
+            rounds = self.outcome.round_trips
+            detail = self._deadline_detail(now, rounds, f"none left for round {rounds + 1}")
+            raise MethodError(ErrorKind.DEADLINE, detail)
         self._payload = payload
 
     def _begin_round(self, identifier: int, previous: pk.Packet | None) -> None:
@@ -228,7 +242,14 @@ class Conversation:
 
     def _poll(self, now: float) -> bytes | None:
         assert self.round is not None
+        if now >= self._deadline_at and not self.round.over_by(now):
+            self.round.cut(now)  # the overall deadline came before the round's own end
+            self._end_round(now)
+            return None
         data = self.round.poll(now)
+        if data is not None and self._deadline_at == float("inf"):
+            # From the first transmission, as each round's own wait is: by default they end together.
+            self._deadline_at = now + self.cfg.policy.total_deadline_s
         if self.round.done:
             self._end_round(now)
         return data
@@ -255,18 +276,23 @@ class Conversation:
         o.primary_auth_done = method.primary_auth_done
         if ex.reply is None:
             o.final_response_s = None  # the final round went unanswered
+            waited = now - ex.sent[0] if ex.sent else 0.0
             if ex.error_kind:
                 o.result, o.error_kind, o.error_detail = "error", ErrorKind.coerce(ex.error_kind), ex.error_detail
+            elif ex.cut and waited < min(self.cfg.policy.timeout_s, self.cfg.policy.total_deadline_s / 2):
+                # Cut before one timeout (or half the deadline) of silence: the server is slow overall, not silent.
+                o.result, o.error_kind = "error", ErrorKind.DEADLINE
+                o.error_detail = self._deadline_detail(now, o.round_trips - 1,
+                                                   f"round {o.round_trips} cut after {waited:.1f} s")
             else:
                 o.result = "discard"
+                if ex.cut:
+                    o.warnings.append(f"the wait for round {o.round_trips} was cut after {waited:.1f} s by the "
+                                      f"{self.cfg.policy.total_deadline_s:g} s deadline of the whole authentication")
             self._end(now)
             return
         reply = ex.reply.packet
-        self._ma_seen.append(ex.reply.message_authenticator)
-        if ex.reply.message_authenticator == "absent" and reply.eap() is not None:
-            note = "a reply carrying EAP-Message had no Message-Authenticator (RFC 3579 requires one)"
-            if note not in o.warnings:
-                o.warnings.append(note)
+        self._ma_seen.append(ex.reply.message_authenticator)  # an unsigned EAP reply never gets here (RFC 3579)
         o.message_authenticator = "absent" if "absent" in self._ma_seen else "valid"
         o.final_response_s = ex.response_s  # from the round's first transmission
         o.late = o.late or ex.late  # a round past the client's timeout loses the user, whatever follows
@@ -284,9 +310,14 @@ class Conversation:
         method.on_final(reply, ex.request, o)
         self._end(now)
 
+    def _deadline_detail(self, now: float, answered: int, where: str) -> str:
+        return (f"the authentication did not finish within its {self.cfg.policy.total_deadline_s:g} s deadline: "
+                f"{now - self._t0:.1f} s, {answered} round(s) answered, {where}")
+
     def _record(self, ex: Exchange) -> None:
         o, t0 = self.outcome, self._t0
         o.retransmissions += ex.retransmissions
+        o.ignored_replies += ex.ignored_total
         for i, sent in enumerate(ex.sent):
             last = i == len(ex.sent) - 1
             rec = AttemptRecord(round=o.round_trips, sent_s=sent - t0, retransmission=i)
@@ -296,6 +327,7 @@ class Conversation:
                 rec.late = ex.late
             if last:
                 rec.ignored = [f"{when - t0:.3f}s {kind}: {detail}" for when, kind, detail in ex.ignored]
+                rec.ignored_total = ex.ignored_total
             o.attempts.append(rec)
 
 

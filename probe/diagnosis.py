@@ -390,6 +390,23 @@ CATALOGUE: dict[str, Entry] = {
             ("renew the probe's certificate; check the user template's auto-enrollment",),
         ),
         Entry(
+            "authentication_deadline",
+            "The server took too long in total: the authentication did not finish within its deadline",
+            "rounds answered, each in time, but the whole conversation passed timeout x (retries + 1) "
+            "(or --deadline) before its result",
+            (
+                "the server (or a proxy) answers every round slowly, so an EAP conversation of many rounds "
+                "outlasts what the VPN server waits for one authentication",
+                "a small Framed-MTU makes the TLS handshake take many rounds",
+                "the server keeps challenging without end",
+            ),
+            (
+                "the round count and time in the detail against the server's load and its per-request latency",
+                "rerun with --framed-mtu 1344 (fewer rounds) or a longer --deadline to see whether it finishes",
+                "NPS events 6272/6273 times and the server's CPU and domain controller latency",
+            ),
+        ),
+        Entry(
             "internal_error",
             "radius-probe failed internally",
             "an exception inside the probe",
@@ -428,6 +445,7 @@ ERROR_KIND_CODES = {
     "eap": "eap_protocol_error",
     "mschapv2": "eap_protocol_error",
     "internal": "internal_error",
+    "deadline": "authentication_deadline",
 }
 
 
@@ -447,6 +465,18 @@ def code_for_error(kind: str | None, detail: str | None) -> str | None:
     if kind == "mschapv2" and text.startswith("server failed to prove"):
         return "mschapv2_server_proof_failed"
     return ERROR_KIND_CODES.get(kind or "")
+
+
+LOSS_NOTE_MAX_SENDS = 2
+"""A discard whose final request went out at most this many times may be packet loss (finding 7)."""
+
+
+def loss_note(final_round_sends: int) -> str | None:
+    """The one-line caveat of a discard seen on few transmissions: lost packets look the same on the wire."""
+    if final_round_sends < 1 or final_round_sends > LOSS_NOTE_MAX_SENDS:
+        return None
+    return (f"only {final_round_sends} transmission(s) of the final request went unanswered: packet loss gives "
+            f"the same picture, so rerun with more retries (--retries 2 or more) before concluding")
 
 
 def entry(code: str) -> Entry:

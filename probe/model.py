@@ -19,6 +19,8 @@ from .radius.transport import RetryPolicy
 DEFAULT_WINDOW_S = 60.0
 DEFAULT_SLOW_FRACTION = 0.75
 DEFAULT_INTERVAL_S = 60.0
+ROUND_LIMIT_FLOOR = 64  # rounds an EAP conversation may take whatever the Framed-MTU ...
+ROUND_LIMIT_CEILING = 256  # ... and at most, however small the MTU (an endless challenger ends here)
 
 ExpectedResult = Literal["accept", "reject", "challenge", "discard"]
 MessageAuthenticatorPolicy = Literal["required", "optional"]
@@ -211,10 +213,12 @@ class ProbeConfig:
 
     @property
     def round_limit(self) -> int:
-        """Rounds before we call the server endless: room for ~12 KB of TLS in fragments of this MTU."""
+        """Rounds before we call the server endless: room for ~16 KB of TLS (both ways) in fragments of
+        this MTU (Framed-MTU - 14 bytes each), within ROUND_LIMIT_FLOOR..ROUND_LIMIT_CEILING."""
         if self.max_rounds is not None:
             return self.max_rounds
-        return max(64, 40 + 12000 // max(1, self.framed_mtu - 114))
+        fragment = max(1, self.framed_mtu - 14)
+        return min(ROUND_LIMIT_CEILING, max(ROUND_LIMIT_FLOOR, 40 + 16000 // fragment))
 
 
 def _legacy_module(kw: dict[str, Any]) -> Module:

@@ -45,6 +45,7 @@ class ErrorKind(StrEnum):
     MSCHAPV2 = "mschapv2"  # the inner MS-CHAPv2 broke the protocol
     CRYPTOBINDING = "cryptobinding"  # the PEAP Cryptobinding TLV did not verify
     MPPE_MISMATCH = "mppe_mismatch"  # MS-MPPE keys that do not decrypt or differ from the derived ones
+    DEADLINE = "deadline"  # the whole authentication took longer than its deadline (--deadline)
     LOCAL = "local"  # could not probe: bad local input (certificate, name resolution, socket)
     INTERNAL = "internal"  # could not probe: a bug of ours
 
@@ -71,7 +72,8 @@ class AttemptRecord:
     code: str | None = None
     retransmission: int = 0
     late: bool = False
-    ignored: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # the first few invalid replies (probe.radius.transport)
+    ignored_total: int = 0  # every invalid reply of the round, kept or not
 
 
 @dataclass
@@ -91,6 +93,7 @@ class Outcome:
     window_s: float = DEFAULT_WINDOW_S
     within_window: bool = False
     client_timeout_s: float | None = None
+    deadline_s: float | None = None  # the whole authentication's deadline (--deadline, or its default)
     late: bool = False
     reply_message: str | None = None
     eap_detail: str | None = None  # what the EAP method learned, e.g. "TLS server sent alert: certificate expired"
@@ -103,6 +106,7 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     diagnosis: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[AttemptRecord] = field(default_factory=list)
+    ignored_replies: int = 0  # replies that failed verification, over every round (each round keeps a few)
     # The state a TLS/EAP error was raised in (e.g. the TLS session state), when the method knows it.
     error_state: str | None = None
     # Set by the conversation: rounds answered before the final one (first factor done).
@@ -115,7 +119,7 @@ class Outcome:
         d.pop("primary_auth_done")
         ordered = {"schema": d.pop("schema")}
         ordered.update(d)
-        for key in ("duration_s", "final_response_s", "client_timeout_s"):
+        for key in ("duration_s", "final_response_s", "client_timeout_s", "deadline_s"):
             if ordered[key] is not None:
                 ordered[key] = round(ordered[key], 6)
         for a in ordered["attempts"]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .diagnosis import code_for_error, entry
+from .diagnosis import code_for_error, entry, loss_note
 from .methods import METHODS
 from .model import DEFAULT_SLOW_FRACTION, Expectation
 from .outcome import EXIT_DEGRADED, EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, VERDICTS, ErrorKind, Outcome
@@ -202,12 +202,14 @@ def diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | N
     spec = METHODS.get(o.method)
     eap = spec is not None and spec.eap
     if o.result == "discard":
+        loss = loss_note(sum(1 for a in o.attempts if a.round == o.round_trips))
         if o.primary_auth_done:
-            codes.append(("nps_discard_after_primary_auth", None))
+            codes.append(("nps_discard_after_primary_auth", loss))
         elif eap and o.round_trips > 1:
-            codes.append(("eap_stalled", f"unanswered after {o.round_trips - 1} answered round(s)"))
+            codes.append(("eap_stalled", "; ".join(filter(None, (
+                f"unanswered after {o.round_trips - 1} answered round(s)", loss)))))
         else:
-            codes.append(("no_reply", None))
+            codes.append(("no_reply", loss))
     elif o.result == "reject":
         details = [o.eap_detail] if o.eap_detail else []
         details += [f"Reply-Message: {o.reply_message!r}"] if o.reply_message else []

@@ -6,8 +6,11 @@
 - replies are routed by Identifier to the round waiting on it; datagrams for an
   Identifier nobody waits on, and answers to an Identifier's previous request,
   are counted as strays;
-- ICMP unreachable (ECONNREFUSED etc. on the connected socket) ends every round
-  waiting on that socket;
+- an ICMP unreachable is read from the socket's error queue (``IP_RECVERR``, see
+  ``probe.drivers.icmp``): only one about the target, quoting a request in flight,
+  ends the round that sent it (with an empty quote: every round on that socket);
+  without an error queue, ECONNREFUSED etc. on the connected socket ends every round
+  waiting on it, as before;
 - the time is read before every send and at every arrival, and handed to the machine.
 """
 
@@ -26,6 +29,7 @@ from ..outcome import Outcome
 from ..radius.packet import Packet
 from ..radius.transport import UNREACHABLE, Clock, Disposition, Exchange, RetryPolicy, Round, Tap
 from . import judge
+from .icmp import LOCAL_ROUTING_ERRNOS, enable_recverr, judge_error, quote_matches, read_errors
 
 __all__ = ["RadiusClient", "authenticate", "converse"]
 
@@ -68,10 +72,19 @@ class _Waiter:
             self.future = None
 
 
+def _in_flight(machine: _Machine) -> bytes | None:
+    """The request a machine is waiting on an answer to (None between rounds)."""
+    rnd = machine if isinstance(machine, Round) else getattr(machine, "round", None)
+    return rnd.request.raw if isinstance(rnd, Round) else None
+
+
 class _Socket(asyncio.DatagramProtocol):
-    def __init__(self, clock: Clock, tap: Tap | None = None) -> None:
+    def __init__(self, clock: Clock, tap: Tap | None = None, errqueue: socket.socket | None = None,
+                 target: tuple[str, int] | None = None) -> None:
         self.clock = clock
         self.tap = tap
+        self.errqueue = errqueue  # the socket, when its ICMP errors can be read with their details
+        self.target = target
         self.transport: asyncio.DatagramTransport | None = None
         self.free: deque[int] = deque(range(256))
         self.pending: dict[int, _Waiter] = {}
@@ -113,9 +126,29 @@ class _Socket(asyncio.DatagramProtocol):
             waiter.wake()
 
     def error_received(self, exc: Exception) -> None:
-        reason = UNREACHABLE.get(getattr(exc, "errno", None) or -1)
-        if reason is not None:
-            self._unreachable(reason)
+        if self.errqueue is None or self.target is None:
+            reason = UNREACHABLE.get(getattr(exc, "errno", None) or -1)
+            if reason is not None:
+                self._unreachable(reason)
+            return
+        errors = read_errors(self.errqueue)  # drained: the socket reports no error again for these
+        code = getattr(exc, "errno", None)
+        if not errors and code in LOCAL_ROUTING_ERRNOS:  # our own stack refused the send: no ICMP to check
+            self._unreachable(UNREACHABLE[code])
+            return
+        for err in errors:
+            detail = judge_error(err, self.target)
+            if detail is None:
+                continue
+            if not err.quoted:  # a quote of the UDP header only: it cannot name the round
+                self._unreachable(detail)
+                continue
+            waiter = self.pending.get(err.quoted[1]) if len(err.quoted) >= 2 else None
+            request = _in_flight(waiter.machine) if waiter is not None else None
+            if waiter is None or request is None or not quote_matches(err.quoted, request):
+                continue  # it quotes no request in flight (an old one, or one we never sent)
+            waiter.machine.unreachable(detail, self.clock())
+            waiter.wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._unreachable(f"socket closed: {exc}")
@@ -170,9 +203,18 @@ class RadiusClient:
     async def _new_socket(self) -> _Socket:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
-        _, proto = await loop.create_datagram_endpoint(
-            lambda: _Socket(self.clock, self.tap), remote_addr=self.address, family=family
-        )
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            recverr = enable_recverr(sock)
+            sock.connect(self.address)  # connected: replies only from the server, ICMP errors surface
+            peer = sock.getpeername()[:2]  # the address ICMP errors must be about
+            _, proto = await loop.create_datagram_endpoint(
+                lambda: _Socket(self.clock, self.tap, sock if recverr else None, peer), sock=sock
+            )
+        except BaseException:
+            sock.close()
+            raise
         self._sockets.append(proto)
         return proto
 

@@ -5,6 +5,11 @@ per socket (connected to the server, so ICMP errors surface), allocating its own
 Identifiers.  It uses only ``socket`` and the clock it is given: no threads, no
 event loop, so under gevent's monkey-patching (a Locust user) every wait yields
 to the hub.
+
+ICMP errors are read from the socket's error queue (``IP_RECVERR``, see
+``probe.drivers.icmp``): only an unreachable about the target, quoting the request
+of the round in flight, ends that round; where the error queue is not available
+the connected socket's errno is trusted as before.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from ..outcome import Outcome
 from ..radius.packet import MAX_PACKET_LEN, Packet
 from ..radius.transport import UNREACHABLE, Clock, Disposition, Tap
 from . import judge
+from .icmp import LOCAL_ROUTING_ERRNOS, enable_recverr, judge_error, quote_matches, read_errors
 
 __all__ = ["authenticate_blocking", "SockFactory"]
 
@@ -59,8 +65,10 @@ def _converse(cfg: ProbeConfig, method: Method, sock: socket.socket, tap: Tap | 
     try:
         sock.connect(remote)  # connected: ICMP errors surface on this socket, replies only from the server
         local = sock.getsockname()[:2]
+        remote = sock.getpeername()[:2]  # the resolved peer: what ICMP errors must be about
     except OSError as exc:  # e.g. no route: nothing can be sent, the first send ends the round
         connect_error = exc
+    recverr = connect_error is None and enable_recverr(sock)
     conv = Conversation(cfg, method, nas_ip=local[0])
     previous: dict[int, Packet] = {}  # the last request of each Identifier, so straggling answers are strays
     next_ident = 0
@@ -84,7 +92,7 @@ def _converse(cfg: ProbeConfig, method: Method, sock: socket.socket, tap: Tap | 
                 try:
                     sock.send(data)  # every transmission from this one socket, so the same source port
                 except OSError as exc:
-                    _socket_error(conv, exc, clock())
+                    _socket_error(conv, exc, clock(), sock if recverr else None, remote)
                     continue
                 if tap is not None:
                     tap("out", data, local, remote)
@@ -104,7 +112,7 @@ def _converse(cfg: ProbeConfig, method: Method, sock: socket.socket, tap: Tap | 
             except TimeoutError:
                 continue
             except OSError as exc:
-                _socket_error(conv, exc, clock())
+                _socket_error(conv, exc, clock(), sock if recverr else None, remote)
                 continue
             now = clock()
             if tap is not None:
@@ -119,10 +127,32 @@ def _converse(cfg: ProbeConfig, method: Method, sock: socket.socket, tap: Tap | 
     return conv.outcome
 
 
-def _socket_error(conv: Conversation, exc: OSError, now: float) -> None:
-    """ICMP unreachable (and the like) ends the round; other errors are ignored, as asyncio's transport does."""
-    reason = UNREACHABLE.get(exc.errno or -1)
-    if reason is not None:
-        conv.unreachable(reason, now)
-    else:
-        log.debug("ignored socket error: %s", exc)
+def _socket_error(conv: Conversation, exc: OSError, now: float, sock: socket.socket | None,
+                  remote: tuple[str, int]) -> None:
+    """ICMP unreachable (and the like) ends the round; other errors are ignored, as asyncio's transport does.
+
+    With ``sock`` (its error queue enabled) only a queued ICMP error about ``remote`` that quotes the
+    current round's request counts; without, the errno of the connected socket is trusted.
+    """
+    if sock is None:
+        reason = UNREACHABLE.get(exc.errno or -1)
+        if reason is not None:
+            conv.unreachable(reason, now)
+        else:
+            log.debug("ignored socket error: %s", exc)
+        return
+    request = conv.round.request.raw if conv.round is not None else None
+    errors = read_errors(sock)
+    if not errors and exc.errno in LOCAL_ROUTING_ERRNOS:  # our own stack refused the send: no ICMP to check
+        conv.unreachable(UNREACHABLE[exc.errno], now)
+        return
+    for err in errors:
+        detail = judge_error(err, remote)
+        if detail is None:
+            continue
+        if request is None or not quote_matches(err.quoted, request):
+            log.debug("ignored %s: it quotes no request in flight", err)
+            continue
+        conv.unreachable(detail, now)
+        return
+    log.debug("ignored socket error: %s", exc)

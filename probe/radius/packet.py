@@ -352,7 +352,8 @@ def verify_reply(data: bytes, request: Packet, secret: bytes) -> Reply:
     """Check a reply against the request it answers.
 
     Raises PacketError with kind ``malformed`` (lengths, unknown code, wrong Identifier)
-    or ``bad_authenticator`` (Response Authenticator or Message-Authenticator wrong).
+    or ``bad_authenticator`` (Response Authenticator or Message-Authenticator wrong, or
+    Message-Authenticator missing from a reply that carries EAP-Message).
     """
     pkt = parse_packet(data)
     if pkt.identifier != request.identifier:
@@ -365,6 +366,10 @@ def verify_reply(data: bytes, request: Packet, secret: bytes) -> Reply:
     ma = _check_message_authenticator(pkt, secret, request.authenticator)
     if ma == "invalid":
         raise PacketError("bad_authenticator", "Message-Authenticator in the reply does not verify")
+    if ma == "absent" and any(t == EAP_MESSAGE for t, _ in pkt.attributes):
+        # RFC 3579 3.2: a packet carrying EAP-Message without Message-Authenticator MUST be silently discarded.
+        raise PacketError("bad_authenticator", "Message-Authenticator missing from a reply carrying EAP-Message "
+                                               "(RFC 3579 3.2: silently discarded)")
     return Reply(pkt, ma)
 
 

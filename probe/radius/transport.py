@@ -18,7 +18,12 @@ Behaviour a real NAS relies on and that we keep:
   driver, who allocates Identifiers, hands to the round) is a stray, not an error;
 - past the client's own deadline (timeout x (retries + 1)) we keep listening for
   a late answer until ``listen_s``: a late reply is recorded as late, not lost;
-- ICMP port unreachable ends the wait.
+- ICMP port unreachable ends the wait;
+- what a server (or a spoofer) sends is bounded per round: every invalid reply is
+  counted (``Exchange.ignored_total``) but only the first ``MAX_IGNORED_KEPT`` are kept,
+  with the last one, whose error ends a round nothing valid answered;
+- a conversation's overall deadline (``RetryPolicy.total_deadline_s``) can cut a
+  round's wait short (``Round.cut``).
 All times are seconds of whatever monotonic clock the driver uses.
 """
 
@@ -43,6 +48,9 @@ UNREACHABLE = {errno.ECONNREFUSED: "ICMP port unreachable: nothing listens there
                errno.EHOSTDOWN: "host is down"}
 """OS errors on a connected UDP socket that mean the server cannot be reached, and what they mean."""
 
+MAX_IGNORED_KEPT = 8
+"""Invalid replies kept per round (each is counted; a spoofer answering in a loop must not fill memory)."""
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -51,6 +59,7 @@ class RetryPolicy:
     timeout_s: float = 30.0  # per transmission
     retries: int = 2  # retransmissions after the first send
     listen_s: float = 0.0  # keep listening for a late answer until this long after the first send
+    deadline_s: float | None = None  # the whole authentication ends by then (None: total_deadline_s's default)
 
     @property
     def client_deadline_s(self) -> float:
@@ -59,6 +68,12 @@ class RetryPolicy:
     @property
     def listen_until_s(self) -> float:
         return max(self.client_deadline_s, self.listen_s)
+
+    @property
+    def total_deadline_s(self) -> float:
+        """The deadline of a whole authentication, from its start: ``deadline_s`` if given, else the
+        wait of one round (timeout x (retries + 1), or the late wait beyond it)."""
+        return self.listen_until_s if self.deadline_s is None else self.deadline_s
 
 
 @dataclass
@@ -72,7 +87,10 @@ class Exchange:
     late: bool = False  # answered after the client's own deadline
     error_kind: str | None = None  # unreachable | bad_authenticator | malformed (None: silence or reply)
     error_detail: str | None = None
-    ignored: list[tuple[float, str, str]] = field(default_factory=list)  # (time, kind, detail)
+    ignored: list[tuple[float, str, str]] = field(default_factory=list)  # the first MAX_IGNORED_KEPT: (t, kind, detail)
+    ignored_total: int = 0  # every invalid reply, kept or not
+    last_ignored: tuple[float, str, str] | None = None  # the latest, whose error ends a round nothing valid answered
+    cut: bool = False  # the conversation's deadline ended the wait before the round's own end
 
     @property
     def retransmissions(self) -> int:
@@ -157,7 +175,11 @@ class Round:
         except PacketError as exc:
             if self._answers_previous(data):
                 return Disposition.STRAY  # a late answer to the Identifier's earlier request
-            self.exchange.ignored.append((now, exc.kind, exc.detail))
+            ex = self.exchange
+            ex.ignored_total += 1
+            ex.last_ignored = (now, exc.kind, exc.detail)
+            if len(ex.ignored) < MAX_IGNORED_KEPT:
+                ex.ignored.append(ex.last_ignored)
             return Disposition.IGNORED
         ex = self.exchange
         ex.reply, ex.answered = reply, now
@@ -181,10 +203,21 @@ class Round:
         self.exchange.error_kind, self.exchange.error_detail = "unreachable", detail
         self.done = True
 
+    def over_by(self, now: float) -> bool:
+        """Whether the round's own wait (its listen window) has ended at ``now``: a poll then ends it."""
+        return bool(self.exchange.sent) and now >= self._listen_end
+
+    def cut(self, now: float) -> None:
+        """The conversation's deadline came first: the round ends now (silence, or the last ignored reply's error)."""
+        if self.done:
+            return
+        self.exchange.cut = True
+        self._finish()
+
     def _finish(self) -> None:
         ex = self.exchange
-        if ex.reply is None and ex.error_kind is None and ex.ignored:
-            _, ex.error_kind, ex.error_detail = ex.ignored[-1]
+        if ex.reply is None and ex.error_kind is None and ex.last_ignored is not None:
+            _, ex.error_kind, ex.error_detail = ex.last_ignored
         self.done = True
 
 

@@ -353,6 +353,37 @@ def port_unreachable(lab: Lab) -> Outcome:
                                 policy=RetryPolicy(timeout_s=2.0, retries=1))))
 
 
+class SlowChallenger(asyncio.DatagramProtocol):
+    """Answers every request with an Access-Challenge (State), each 1.2 s late: a server slow on every round."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        reply = pk.build_reply(pk.ACCESS_CHALLENGE, pk.parse_packet(data), [(pk.STATE, b"round")], SECRET)
+        assert self.transport is not None
+        asyncio.get_running_loop().call_later(1.2, self.transport.sendto, reply, addr)
+
+
+def authentication_deadline(lab: Lab) -> Outcome:
+    """PAP + OTP against a server answering each round after 1.2 s: the 1.6 s deadline ends round 2."""
+    async def go() -> Outcome:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(SlowChallenger, local_addr=("127.0.0.1", 0))
+        try:
+            addr = transport.get_extra_info("sockname")[:2]
+            return await authenticate(pap(addr, "dave", otp="123456",
+                                          policy=RetryPolicy(timeout_s=3.0, retries=0, deadline_s=1.6)))
+        finally:
+            transport.close()
+    o = run(go())
+    assert o.round_trips == 2 and o.deadline_s == 1.6
+    return o
+
+
 def client_certificate_rejected(lab: Lab) -> Outcome:
     """EAP-TLS with alice's expired certificate: NPS reason 268."""
     o, em = against(NpsEmulator(eap_config(lab.pki)),
@@ -633,6 +664,7 @@ PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "server_certificate_expiring": (server_certificate_expiring, "accept", None),
     "client_certificate_expiring": (client_certificate_expiring, "accept", None),
     "internal_error": (internal_error, "error", "internal"),
+    "authentication_deadline": (authentication_deadline, "error", "deadline"),
     "malformed_reply": (malformed_reply, "error", "malformed"),
     "eap_stalled": (eap_stalled, "discard", None),
     "server_refused_tls": (server_refused_tls, "reject", None),
