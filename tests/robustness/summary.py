@@ -43,13 +43,14 @@ def summary_lines() -> list[str]:
         outcomes = Counter(r["outcome"] for r in recs)
         json_max = max((r.get("json_bytes", 0) for r in recs), default=0)
         shown = ", ".join(f"{k} x{v}" for k, v in sorted(outcomes.items()))
-        lines.append(f"  {category:<14} {len(recs):>4} cases  outcomes: {shown}  max JSON {json_max} B")
+        lines.append(f"  {category:<14} {len(recs):>4} cases  outcomes: {shown}" + (f"  max JSON {json_max} B" if json_max else ""))
     peaks = [r["worker_peak_rss_kb"] for r in _RECORDS if "worker_peak_rss_kb" in r]
-    extra = [(r["case"], r[k]) for r in _RECORDS for k in r if k.endswith("_rss_kb") and k != "worker_peak_rss_kb"]
+    extra = [(f"{r['case']} {k[:-7]}", r[k]) for r in _RECORDS for k in r
+             if k.endswith("_rss_kb") and k != "worker_peak_rss_kb"]
     if peaks:
         lines.append(f"  peak RSS of the test process: {max(peaks) / 1024:.1f} MB")
     for case, kb in extra:
-        lines.append(f"  {case}: {kb / 1024:.1f} MB")
+        lines.append(f"  peak RSS {case}: {kb / 1024:.1f} MB")
     for r in _RECORDS:
         if "note" in r:
             lines.append(f"  {r['category']}/{r['case']}: {r['note']}")
