@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import resource
 import threading
 from collections.abc import Callable, Iterator
@@ -192,4 +191,4 @@ def probe_run(lab_pki: Pki) -> Callable[..., tuple[Outcome, CheckResult]]:
 
 
 __all__ = ["SHORT", "assert_bounded", "emulator_in_thread", "lab_config", "make_check", "vm_rss_kb", "peak_rss_kb",
-           "DEFAULT_PASSWORD", "DEFAULT_SECRET", "os"]
+           "DEFAULT_PASSWORD", "DEFAULT_SECRET"]

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from probe.radius import packet as pk
 
@@ -74,7 +74,7 @@ class Relay:
 
     # -- lifecycle -------------------------------------------------------------
 
-    def __enter__(self) -> "Relay":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -125,8 +125,7 @@ class Relay:
     def _to_client(self, items: Sequence[Send], client: Addr) -> None:
         for item in items:
             if item.delay_s > 0:
-                self.later(item.delay_s, lambda item=item: self._to_client([Send(item.data, 0, item.other_port)],
-                                                                           client))
+                self.later(item.delay_s, self._sender(Send(item.data, 0, item.other_port), client))
                 continue
             try:
                 (self.other if item.other_port else self.sock).sendto(item.data, client)
@@ -135,6 +134,9 @@ class Relay:
                 time.sleep(0.0005)  # a flood filled the buffer: let the client read
             except OSError as exc:
                 self.errors.append(f"send: {exc}")
+
+    def _sender(self, item: Send, client: Addr) -> Callable[[], None]:
+        return lambda: self._to_client([item], client)
 
     def _loop(self) -> None:
         end = time.monotonic() + self.lifetime_s

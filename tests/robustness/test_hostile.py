@@ -14,7 +14,6 @@ small (JSON size, attempts and ignored replies kept).
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import random
 import struct

@@ -28,9 +28,9 @@ from .hostile import LossyProxy, Rule
 
 # Rules that lose the first copy of every round need the whole conversation to fit: helper A's overall
 # deadline defaults to timeout x (retries + 1) plus the late wait, so listen_s is generous here.
-RECOVER = RetryPolicy(timeout_s=0.3, retries=2, listen_s=6.0)
+RECOVER = RetryPolicy(timeout_s=0.4, retries=2, listen_s=8.0)  # 0.4 s: room for a loaded CI machine
 PATIENT = RetryPolicy(timeout_s=1.0, retries=2, listen_s=6.0)  # delays and reordering well under one timeout
-LOSSY = RetryPolicy(timeout_s=0.3, retries=5, listen_s=10.0)  # seeded random loss: up to 5 copies lost a round
+LOSSY = RetryPolicy(timeout_s=0.4, retries=5, listen_s=12.0)  # seeded random loss: up to 5 copies lost a round
 GIVE_UP = RetryPolicy(timeout_s=0.2, retries=2, listen_s=0.8)
 NO_RETRY = RetryPolicy(timeout_s=0.3, retries=0, listen_s=0.6)
 METHODS = ("pap", "peap-mschapv2", "eap-tls")
