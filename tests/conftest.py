@@ -92,3 +92,7 @@ def cli_runner() -> CliRunner:
     """
     return helpers.cli
 
+
+
+# The robustness suite's summary (tests/robustness/summary.py): hooks here so the xdist controller runs them.
+from tests.robustness.summary import pytest_runtest_logreport, pytest_sessionfinish, pytest_terminal_summary  # noqa: E402,F401
