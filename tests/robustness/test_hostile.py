@@ -33,13 +33,6 @@ from .hostile import Ctx, HostileServer, Send, random_bytes
 FAST = RetryPolicy(timeout_s=0.25, retries=0, listen_s=0.4)  # one transmission, classified in 0.4 s
 SECRET = DEFAULT_SECRET.encode()
 REPLY_CODES = (pk.ACCESS_ACCEPT, pk.ACCESS_REJECT, pk.ACCESS_CHALLENGE)
-FINDING_1 = pytest.mark.xfail(reason="issue 11 finding 1: every invalid reply is kept in Exchange.ignored/JSON "
-                                     "(unbounded); fixed by helper A's ignored_total", strict=True)
-FINDING_3 = pytest.mark.xfail(reason="issue 11 finding 3: no overall deadline per authentication and a round "
-                                     "limit of up to 12,040 rounds; helper A adds deadline_s / ErrorKind deadline "
-                                     "and a 64..256 round limit", strict=True)
-FINDING_10 = pytest.mark.xfail(reason="issue 11 finding 10: an unsigned reply carrying EAP-Message is accepted "
-                                      "(RFC 3579 says discard); helper A makes it bad_authenticator", strict=True)
 
 
 def raw_reply(code: int, request: pk.Packet, attrs: Sequence[pk.Attr], secret: bytes = SECRET, *,
@@ -222,7 +215,6 @@ def _flood(count: int, then_accept: bool) -> Callable[[Ctx], list[Send]]:
     return case
 
 
-@FINDING_1
 @pytest.mark.parametrize("then_accept", [False, True], ids=["flood_only", "flood_then_accept"])
 def test_pap_reply_flood_stays_bounded(hostile: Callable[..., HostileServer], probe_run: Any, robust: Any,
                                        then_accept: bool) -> None:
@@ -398,7 +390,7 @@ EAP_CASES: list[Any] = [
      ("discard", None)),
     ("duplicates", "every_reply_three_times", on_round_sends(1, lambda ctx: [Send(ctx.reply or b"")] * 3, every=True),
      ("accept", None)),
-    ("message_auth", "unsigned_eap_challenge", on_round(1, _unsigned), ("error", "bad_authenticator"), FINDING_10),
+    ("message_auth", "unsigned_eap_challenge", on_round(1, _unsigned), ("error", "bad_authenticator")),
 ]
 
 
@@ -473,7 +465,6 @@ def _slow_endless(ctx: Ctx) -> list[Send]:
     return [Send(ctx.sign(pk.ACCESS_CHALLENGE, [*pk.eap_message_attrs(eap), (pk.STATE, b"slow")]), delay_s=0.08)]
 
 
-@FINDING_3
 def test_slow_endless_server_hits_the_deadline(hostile: Callable[..., HostileServer], probe_run: Any,
                                                robust: Any) -> None:
     """A server that answers every round just inside the timeout cannot hold the probe past its deadline."""
@@ -488,7 +479,6 @@ def test_slow_endless_server_hits_the_deadline(hostile: Callable[..., HostileSer
     assert_bounded(o)
 
 
-@FINDING_3
 @pytest.mark.parametrize("mtu", [100, 110, 114, 115])
 def test_round_limit_is_bounded(mtu: int) -> None:
     """Whatever the Framed-MTU, an endless challenger is stopped after 64..256 rounds."""
