@@ -97,9 +97,6 @@ class EmulatorLimits:
                     raise ValueError(f"{f.name} must be seconds in (0, 86400], not {value!r}")
             elif isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000_000:
                 raise ValueError(f"{f.name} must be a whole number in 1..10000000, not {value!r}")
-        if self.max_tls_conversations > self.max_conversations:
-            raise ValueError(f"max_tls_conversations ({self.max_tls_conversations}) cannot exceed "
-                             f"max_conversations ({self.max_conversations})")
         if self.round_timeout_s > self.max_age_s:
             raise ValueError(f"round_timeout_s ({self.round_timeout_s:g}) cannot exceed max_age_s "
                              f"({self.max_age_s:g})")
@@ -243,6 +240,16 @@ class ConversationTable(Generic[C]):
         self.stats.timed_out += len(gone)
         return gone
 
+    def compact(self) -> None:
+        """Shrink the dicts, which keep the size of their largest moment after deletes (after a flood).
+
+        In place: a new dict object allocated now would keep the flood's memory arena resident.
+        """
+        for table in (self._entries, self._first_flight, self._later):
+            copy = dict(table)
+            table.clear()
+            table.update(copy)  # type: ignore[arg-type]  # each table gets its own entries back
+
     def clear(self) -> None:
         """Release every conversation (the emulator stops)."""
         for state in list(self._entries):
@@ -271,6 +278,9 @@ def _load_malloc_trim() -> Any:
         except (OSError, AttributeError):
             _malloc_trim = False
     return _malloc_trim
+
+
+_load_malloc_trim()  # now, not in the middle of a flood: objects made then would keep its memory resident
 
 
 def give_memory_back() -> bool:

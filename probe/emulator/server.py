@@ -50,9 +50,13 @@ SESSION_TTL_S = math.inf
 """Kept for callers that shorten it (tests): when below ``limits.max_age_s`` it is used instead."""
 EAP_TIMED_OUT = 96
 """NPS reason code: the EAP session timed out before it completed."""
+TIMEOUT_EVENTS_PER_SWEEP = 10
+"""A sweep that times out more conversations than this is a flood: they are counted, and one summary event
+follows when it is over. So a flood neither pushes every other event out of the history nor leaves events
+scattered through its memory (each would keep a 1 MiB pymalloc arena of the flood resident)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """One NPS-style log entry."""
 
@@ -108,6 +112,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
         self._server_tls = ServerTls(self._eap_policy, clock=clock) if self._eap_policy is not None else None
         self._eap_sessions: ConversationTable[EapServerSession] = ConversationTable(self.limits, self.stats)
         self._forgotten = 0  # conversations forgotten since memory was last given back
+        self._untold_timeouts = 0  # a flood's timed-out conversations, told in one event once it is over
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -128,6 +133,8 @@ class NpsEmulator(asyncio.DatagramProtocol):
             self._sweeper.cancel()
             self._sweeper = None
         self._eap_sessions.clear()
+        if self._untold_timeouts:
+            self._tell_timeouts()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -179,9 +186,9 @@ class NpsEmulator(asyncio.DatagramProtocol):
         if until is not None and now < until:
             self._event(4401, None, None, f"duplicate of request {request.identifier} discarded")
             return
-        self._expire(now)
         self._seen.pop(key, None)
         self._seen[key] = PENDING
+        self._expire(now)
         self._handle(request, addr, key)
 
     @property
@@ -204,18 +211,36 @@ class NpsEmulator(asyncio.DatagramProtocol):
         now = self.clock() if now is None else now
         self._expire(now)
         gone = self._eap_sessions.expire(now)
-        for expired in gone:
-            self._event(6273, EAP_TIMED_OUT, expired.session.best_identity,
-                        f"access denied: EAP session timed out incomplete (no response for {expired.idle_s:.0f} s, "
-                        f"round timeout {self.limits.round_timeout_s:g} s)")
+        if len(gone) > TIMEOUT_EVENTS_PER_SWEEP or (gone and self._untold_timeouts):
+            self._untold_timeouts += len(gone)
+        elif self._untold_timeouts:
+            self._tell_timeouts()
+        else:
+            for expired in gone:
+                self._event(6273, EAP_TIMED_OUT, expired.session.best_identity,
+                            f"access denied: EAP session timed out incomplete (no response for "
+                            f"{expired.idle_s:.0f} s, round timeout {self.limits.round_timeout_s:g} s)")
         if self._server_tls is not None and self._server_tls.fast_reconnect is not None:
             self._server_tls.fast_reconnect.expire()
         self._forgotten += len(gone)
-        if self._forgotten >= TRIM_AFTER and len(self._eap_sessions) < self._forgotten:
+        if self._forgotten >= TRIM_AFTER and 4 * len(self._eap_sessions) < self._forgotten:  # a flood has ebbed
             self._forgotten = 0
+            self._compact()
             give_memory_back()
             self.stats.trims += 1
         return len(gone)
+
+    def _tell_timeouts(self) -> None:
+        """The summary event of a flood's timed-out conversations."""
+        self._event(6273, EAP_TIMED_OUT, None, f"access denied: {self._untold_timeouts} EAP sessions timed out "
+                    f"incomplete (round timeout {self.limits.round_timeout_s:g} s); a flood, so not one by one")
+        self._untold_timeouts = 0
+
+    def _compact(self) -> None:
+        """Dicts never shrink on delete: refill the tables a flood grew (cheap once they are mostly empty)."""
+        _compact(self._seen)
+        _compact(self._otp_states)
+        self._eap_sessions.compact()
 
     def _sweep_tick(self) -> None:
         try:
@@ -356,6 +381,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
         elif mfa == "otp":
             state = os.urandom(16)
             self._otp_states[state] = (user.name, self.clock())
+            self._expire(self.clock())  # the cap holds with the new one
             self._event(6276, None, user.name, "OTP requested: Access-Challenge")
             attrs = [(pk.STATE, state), (pk.REPLY_MESSAGE, self.config.otp_prompt.encode())]
             self._send(ans, pk.ACCESS_CHALLENGE, attrs)
@@ -437,6 +463,13 @@ async def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 181
 
 _K = TypeVar("_K")
 _T = TypeVar("_T")
+
+
+def _compact(table: dict[_K, _T]) -> None:
+    """Shrink a dict's storage to its entries, in place (a new dict object would pin a flood's memory arena)."""
+    copy = dict(table)
+    table.clear()
+    table.update(copy)
 
 
 def _expire_table(table: dict[_K, _T], alive: Callable[[_T], bool], cap: int) -> None:
