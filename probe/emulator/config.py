@@ -10,6 +10,12 @@ has accepted the first factor:
 - ``not_found``      user not in Entra -> Access-Reject (event 6273, reason 21)
 - ``not_enrolled``   no MFA method: Reject when REQUIRE_USER_MATCH is true, else Accept
 - ``none``           no MFA (as for a NAS in IP_WHITELIST) -> Access-Accept
+
+``limits:`` bounds every table, cache and history (see :mod:`probe.emulator.limits`
+for the defaults): ``max_conversations``, ``max_tls_conversations``,
+``round_timeout``, ``max_age``, ``max_duplicates``, ``events_history``,
+``max_pending_holds``. ``eap: fast_reconnect_sessions`` and
+``fast_reconnect_lifetime`` bound the fast-reconnect table.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any
 import yaml
 
 from ..radius.dictionary import DictionaryError, default_dictionary
+from .fast_reconnect import DEFAULT_FAST_RECONNECT_LIFETIME_S, DEFAULT_FAST_RECONNECT_SESSIONS
+from .limits import EmulatorLimits
 
 BEHAVIOURS = ("approve", "deny", "discard", "otp", "not_found", "not_enrolled", "none")
 DEFAULT_SECRET = "radius-probe-lab"
@@ -46,6 +54,8 @@ class EapSettings:
     cryptobinding: str = "optional"  # off | optional | required
     tls_max_eap_tls: str = "1.2"
     fast_reconnect: bool = True  # NPS's PEAP "Enable Fast Reconnect" is on by default
+    fast_reconnect_sessions: int = DEFAULT_FAST_RECONNECT_SESSIONS  # grants kept at most
+    fast_reconnect_lifetime_s: int = DEFAULT_FAST_RECONNECT_LIFETIME_S  # and for this long (OpenSSL's timeout too)
 
     @classmethod
     def from_pki(cls, directory: Path, **kw: Any) -> "EapSettings":
@@ -59,7 +69,9 @@ class EapSettings:
         return EapServerPolicy(server_cert=self.server_cert, server_key=self.server_key, ca_file=self.ca_file,
                                methods=self.methods, peap_inner=self.peap_inner,
                                cryptobinding=self.cryptobinding,  # type: ignore[arg-type]  # checked by the policy
-                               tls_max_eap_tls=self.tls_max_eap_tls, fast_reconnect=self.fast_reconnect)
+                               tls_max_eap_tls=self.tls_max_eap_tls, fast_reconnect=self.fast_reconnect,
+                               fast_reconnect_sessions=self.fast_reconnect_sessions,
+                               fast_reconnect_lifetime_s=self.fast_reconnect_lifetime_s)
 
 
 @dataclass
@@ -89,6 +101,7 @@ class EmulatorConfig:
     otp_prompt: str = "Enter your Microsoft verification code"
     users: dict[str, EmulatedUser] = field(default_factory=dict)
     eap: EapSettings | None = None
+    limits: EmulatorLimits = field(default_factory=EmulatorLimits)
 
     def scaled(self, hold_factor: float, max_hold_s: float | None = None) -> "EmulatorConfig":
         """A copy with approval delays scaled/capped (the demo shortens holds)."""
@@ -166,7 +179,7 @@ def load_config(path: Path) -> EmulatorConfig:
 def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) -> EmulatorConfig:
     known = {"secret", "secret_file", "require_message_authenticator", "require_user_match", "sign_replies",
              "duplicate_hold", "clients", "ip_whitelist", "deny_message", "otp_prompt", "users",
-             "default_users", "eap"}
+             "default_users", "eap", "limits"}
     for key in doc:
         _need(key in known, f"{where}: {key}", f"unknown field (known: {', '.join(sorted(known))})")
     cfg = EmulatorConfig()
@@ -220,13 +233,36 @@ def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) 
         cfg.users[str(name)] = _user(str(name), spec, f"{where}: users.{name}")
     if doc.get("eap") is not None:
         cfg.eap = _eap(doc["eap"], f"{where}: eap", base)
+    if doc.get("limits") is not None:
+        cfg.limits = _limits(doc["limits"], f"{where}: limits")
     return cfg
+
+
+LIMIT_KEYS = {"max_conversations": "max_conversations", "max_tls_conversations": "max_tls_conversations",
+              "round_timeout": "round_timeout_s", "max_age": "max_age_s", "max_duplicates": "max_duplicates",
+              "events_history": "events_history", "max_pending_holds": "max_pending_holds"}
+"""YAML keys under ``limits:`` and the EmulatorLimits fields they set (times in seconds)."""
+
+
+def _limits(spec: Any, where: str) -> EmulatorLimits:
+    """The ``limits:`` mapping: counts are whole numbers, times seconds; EmulatorLimits checks the ranges."""
+    _need(isinstance(spec, dict), where, f"must be a mapping of {', '.join(LIMIT_KEYS)}")
+    for key in spec:
+        _need(key in LIMIT_KEYS, f"{where}.{key}", f"unknown field (known: {', '.join(sorted(LIMIT_KEYS))})")
+    options = {LIMIT_KEYS[key]: value for key, value in spec.items()}
+    try:
+        return EmulatorLimits(**options)
+    except ValueError as exc:  # the message names fields: say them as the YAML does
+        words = str(exc)
+        for key, attr in LIMIT_KEYS.items():
+            words = words.replace(attr, key)
+        raise EmulatorConfigError(f"{where}: {words}") from None
 
 
 def _eap(spec: Any, where: str, base: Path | None) -> EapSettings:
     _need(isinstance(spec, dict), where, "must be a mapping (pki or server_cert/server_key/ca, cryptobinding, ...)")
     known = {"pki", "server_cert", "server_key", "ca", "methods", "peap_inner", "cryptobinding", "tls_max_eap_tls",
-             "fast_reconnect"}
+             "fast_reconnect", "fast_reconnect_sessions", "fast_reconnect_lifetime"}
     for key in spec:
         _need(key in known, f"{where}.{key}", f"unknown field (known: {', '.join(sorted(known))})")
 
@@ -251,6 +287,13 @@ def _eap(spec: Any, where: str, base: Path | None) -> EapSettings:
         _need(isinstance(spec["fast_reconnect"], bool), f"{where}.fast_reconnect",
               f"must be true or false, not {spec['fast_reconnect']!r}")
         options["fast_reconnect"] = spec["fast_reconnect"]
+    for key, attr, top in (("fast_reconnect_sessions", "fast_reconnect_sessions", 1_000_000),
+                           ("fast_reconnect_lifetime", "fast_reconnect_lifetime_s", 86_400)):
+        if key in spec:
+            value = spec[key]
+            _need(isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= top, f"{where}.{key}",
+                  f"must be a whole number in 1..{top}, not {value!r}")
+            options[attr] = value
     if "pki" in spec:
         settings = EapSettings.from_pki(path("pki"), **options)
     else:

@@ -70,16 +70,21 @@ from probe.eap.tls import (
     TLS_VERSIONS,
     EapTlsSession,
     EapTlsStep,
-    TlsEngine,
+    Flags,
+    parse_payload,
     server_context,
+    start_payload,
 )
 from probe.emulator.fast_reconnect import (
     DEFAULT_FAST_RECONNECT_LIFETIME_S,
     DEFAULT_FAST_RECONNECT_SESSIONS,
+    MAX_FAST_RECONNECT_LIFETIME_S,
+    MAX_FAST_RECONNECT_SESSIONS,
     FastReconnectCache,
     FastReconnectGrant,
     FastReconnectStats,
 )
+from probe.emulator.limits import ReleasableEngine
 from probe.emulator.nps_rules import Fail, Reason, UsersLookup, account_name, certificate_account
 from probe.emulator.peap_server import INNER_METHODS, Finished, PeapPhase2
 from probe.radius import packet as pk
@@ -168,10 +173,11 @@ class EapServerPolicy:
             raise ValueError(f"framed_mtu_default must be in {MIN_FRAMED_MTU}..{MAX_FRAMED_MTU}")
         if self.max_rounds < 1:
             raise ValueError("max_rounds must be positive")
-        for name in ("fast_reconnect_lifetime_s", "fast_reconnect_sessions"):
+        for name, top in (("fast_reconnect_lifetime_s", MAX_FAST_RECONNECT_LIFETIME_S),
+                          ("fast_reconnect_sessions", MAX_FAST_RECONNECT_SESSIONS)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive whole number, not {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+                raise ValueError(f"{name} must be a whole number in 1..{top}, not {value!r}")
         if self.needs_client_certificates and self.ca_file is None:
             raise ValueError("EAP-TLS and PEAP-TLS need ca_file to check client certificates")
 
@@ -210,8 +216,11 @@ class ServerTls:
     ``fast_reconnect`` holds the grants; the inner TLS of PEAP-TLS never resumes.
     """
 
-    def __init__(self, policy: EapServerPolicy) -> None:
-        self.fast_reconnect = FastReconnectCache(policy.fast_reconnect_sessions) if policy.fast_reconnect else None
+    def __init__(self, policy: EapServerPolicy, *, clock: Callable[[], float] | None = None) -> None:
+        lifetime = policy.fast_reconnect_lifetime_s
+        self.fast_reconnect = FastReconnectCache(
+            policy.fast_reconnect_sessions, lifetime, clock=clock) if policy.fast_reconnect else None
+        """The grants; ``clock`` (the emulator's) ages them, time.monotonic when omitted."""
         cache = self.fast_reconnect
         outer = set(policy.outer_types)
         inner = set(policy.inner_types) if EapType.PEAP in outer else set()
@@ -241,6 +250,7 @@ class ServerTls:
         ctx = server_context(credentials=credentials, trust=trust, client_cert=client_cert, verify=False,
                              min_version=policy.tls_min, max_version=max_version)
         ctx.set_options(SSL.OP_NO_TICKET)  # TLS 1.3: stateful tickets, backed by the cache like session IDs
+        ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)  # an idle connection (waiting for the peer) keeps no I/O buffers
         if cache is None:
             ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
             return ctx
@@ -323,7 +333,15 @@ class EapServerSession:
     it does not exist. ``tls`` shares contexts between sessions (built from
     the policy when omitted); ``random_bytes`` supplies challenges, nonces
     and the first Identifier.
+
+    Cheap while idle: no OpenSSL connection exists before the peer's first TLS
+    data (the Start is one byte), and :meth:`release` lets go of it when the
+    emulator drops the conversation.
     """
+
+    __slots__ = ("policy", "lookup", "tls", "random_bytes", "framed_mtu", "outer_identity", "method", "_state",
+                 "_identifier", "_rounds", "_response_id", "_outer_type", "_outer", "_phase2", "_account",
+                 "resumed", "_tls_messages")
 
     def __init__(self, policy: EapServerPolicy, users_lookup: UsersLookup, *, tls: ServerTls | None = None,
                  random_bytes: Callable[[int], bytes] = os.urandom) -> None:
@@ -345,13 +363,37 @@ class EapServerSession:
         self._account: str | None = None
         self.resumed = False
         """The conversation is a fast reconnect: a resumed TLS session stands for the account."""
-        self._on_outer: dict[EapType, Callable[[EapTlsStep], EapStep]] = {
-            EapType.TLS: self._on_eap_tls, EapType.PEAP: self._on_peap}
+        self._tls_messages = 0
+        """Complete TLS messages (flights) received from the peer: 1 while in the first flight."""
 
     @property
     def finished(self) -> bool:
         """True once a success or failure was returned."""
         return self._state is _Outer.DONE
+
+    @property
+    def tls_live(self) -> bool:
+        """An OpenSSL connection exists (built at the peer's first TLS data, gone after :meth:`release`)."""
+        return self._outer is not None
+
+    @property
+    def tls_first_flight(self) -> bool:
+        """The peer has sent at most its first TLS flight (a ClientHello): what a flood of them looks like."""
+        return self._tls_messages <= 1
+
+    def release(self) -> None:
+        """Let go of the TLS connections at once (the emulator drops the conversation or has answered it).
+
+        Nothing is resumable afterwards unless it was granted before; the
+        session only answers with a failure from now on.
+        """
+        self._account = self._best_identity()  # the session is over: keep the name for events only
+        for session in (self._outer, self._phase2.inner_tls if self._phase2 is not None else None):
+            if session is not None and isinstance(session.engine, ReleasableEngine):
+                session.engine.release()
+        self._outer = None
+        self._phase2 = None
+        self._state = _Outer.DONE
 
     def revoke_fast_reconnect(self) -> None:
         """Make this conversation's TLS session unresumable although the EAP method succeeded.
@@ -405,10 +447,31 @@ class EapServerSession:
             return self._on_nak(packet)
         if packet.type != self._outer_type:
             raise EapError(f"expected EAP type {self._outer_type!r}, got {packet.type!r}")
+        assert self._outer_type is not None
         self._state = _Outer.TLS
-        assert self._outer is not None and self._outer_type is not None
-        step = self._outer.receive(packet.data)
-        return self._on_outer[self._outer_type](step)
+        self._count_tls_message(packet.data)
+        step = self._tls_session().receive(packet.data)
+        return self._ON_OUTER[self._outer_type](self, step)
+
+    def _count_tls_message(self, payload: bytes) -> None:
+        """Count the peer's complete TLS messages: data without the More flag ends one."""
+        try:
+            message = parse_payload(payload)
+        except EapError:
+            return  # the session's own parse reports it
+        if message.data and not message.flags & Flags.MORE:
+            self._tls_messages += 1
+
+    def _tls_session(self) -> EapTlsSession:
+        """The outer EAP-TLS session, built at the peer's first TLS data (lazy: a Start costs no OpenSSL)."""
+        if self._outer is None:
+            assert self._outer_type is not None
+            ctx = self.tls.outer.get(self._outer_type)
+            assert ctx is not None  # ServerTls builds a context for every offered method
+            self._outer = EapTlsSession(ReleasableEngine(ctx, server=True), eap_type=self._outer_type,
+                                        framed_mtu=self.framed_mtu, version=OUTER_VERSIONS[self._outer_type])
+            self._outer.start()  # the Start already went out (see _propose)
+        return self._outer
 
     def _on_identity(self, packet: EapPacket) -> EapStep:
         """The outer identity (often anonymous): propose the first method, as NPS does."""
@@ -429,15 +492,11 @@ class EapServerSession:
         return self._propose(EapType(wanted[0]))
 
     def _propose(self, method: EapType) -> EapStep:
-        """Start PEAP (version 0) or EAP-TLS with a Start message at the current Framed-MTU."""
+        """Start PEAP (version 0) or EAP-TLS with a Start message; the TLS session waits for the peer's data."""
         self._outer_type = method
         self.method = METHOD_NAMES[(method, None)]
         self._state = _Outer.PROPOSED
-        ctx = self.tls.outer.get(method)
-        assert ctx is not None  # ServerTls builds a context for every offered method
-        self._outer = EapTlsSession(TlsEngine(ctx, server=True), eap_type=method,
-                                    framed_mtu=self.framed_mtu, version=OUTER_VERSIONS[method])
-        return self._challenge(EapPacket.request(self._next_id(), method, self._outer.start()))
+        return self._challenge(EapPacket.request(self._next_id(), method, start_payload(OUTER_VERSIONS[method])))
 
     # -- EAP-TLS
 
@@ -512,6 +571,10 @@ class EapServerSession:
         self.resumed = self._phase2.fast_reconnect
         return self._success(self._phase2.account, answer.mppe, answer.text)
 
+    _ON_OUTER: dict[EapType, Callable[["EapServerSession", EapTlsStep], EapStep]] = {
+        EapType.TLS: _on_eap_tls, EapType.PEAP: _on_peap}
+    """How each outer method goes on after a TLS step."""
+
     # -- steps
 
     def _next_id(self) -> int:
@@ -546,6 +609,11 @@ class EapServerSession:
         self._state = _Outer.DONE
         return EapStep("failure", EapPacket.failure(identifier).to_bytes(), self._best_identity(), None,
                        int(reason), text)
+
+    @property
+    def best_identity(self) -> str | None:
+        """The authenticated account when known, else the inner identity, else the outer one (for events)."""
+        return self._best_identity()
 
     def _best_identity(self) -> str | None:
         """The authenticated account when known, else the inner identity, else the outer one."""

@@ -7,12 +7,24 @@ be remembered with the session, and only a session whose authentication
 succeeded may be resumed. :class:`FastReconnectCache` keeps that table; the
 outer session (:mod:`probe.emulator.eap_server`) asks it on a resumed
 handshake and grants or revokes at the end of every conversation.
+
+Bounds (configured as ``eap: fast_reconnect_sessions`` and
+``eap: fast_reconnect_lifetime``): at most ``max_sessions`` grants
+(default 20,480, 1..1,000,000), the oldest dropped first, each forgotten
+``lifetime_s`` seconds after it was granted (default 600 s, 1..86,400; the
+same value is OpenSSL's session-cache timeout). A grant costs about 300
+bytes. OpenSSL's own server cache keeps at most 20,480 sessions (its
+default, which pyOpenSSL cannot change) and flushes expired ones itself
+every 255 handshakes; a session it still holds without a grant resumes
+as no fast reconnect (PEAP runs phase 2, EAP-TLS fails with reason 22).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from OpenSSL import SSL
@@ -23,6 +35,8 @@ from probe.eap.tls import TlsEngine
 __all__ = [
     "DEFAULT_FAST_RECONNECT_LIFETIME_S",
     "DEFAULT_FAST_RECONNECT_SESSIONS",
+    "MAX_FAST_RECONNECT_LIFETIME_S",
+    "MAX_FAST_RECONNECT_SESSIONS",
     "FastReconnectCache",
     "FastReconnectGrant",
     "FastReconnectStats",
@@ -32,6 +46,10 @@ DEFAULT_FAST_RECONNECT_LIFETIME_S = 600
 """Ten minutes: long enough for a probe's or a client's reconnect, short enough for tests and demos."""
 DEFAULT_FAST_RECONNECT_SESSIONS = 20480
 """OpenSSL's own default server session cache size (SSL_SESSION_CACHE_MAX_SIZE_DEFAULT)."""
+MAX_FAST_RECONNECT_LIFETIME_S = 86_400
+"""A day: the longest lifetime a configuration may ask for."""
+MAX_FAST_RECONNECT_SESSIONS = 1_000_000
+"""The most grants a configuration may ask for (about 300 MB of grants)."""
 
 
 @dataclass(frozen=True)
@@ -89,16 +107,23 @@ class FastReconnectCache:
     :meth:`observe`, the contexts' info callback, records for every session a
     connection holds during its handshake. Sessions are stateful (no
     stateless tickets), so evicting one from the cache really revokes it.
-    The table holds at most ``max_sessions`` fingerprints, oldest dropped first;
-    expiry is OpenSSL's (no clock here).
+    The table holds at most ``max_sessions`` fingerprints, oldest dropped first,
+    and forgets a grant ``lifetime_s`` after it was given (``clock`` tells the
+    time, time.monotonic by default; OpenSSL's session cache expires its sessions at the same age).
     """
 
-    def __init__(self, max_sessions: int = DEFAULT_FAST_RECONNECT_SESSIONS) -> None:
+    def __init__(self, max_sessions: int = DEFAULT_FAST_RECONNECT_SESSIONS,
+                 lifetime_s: float = DEFAULT_FAST_RECONNECT_LIFETIME_S, *,
+                 clock: Callable[[], float] | None = None) -> None:
         if max_sessions < 1:
             raise ValueError("max_sessions must be positive")
+        if lifetime_s <= 0:
+            raise ValueError("lifetime_s must be positive")
         self.max_sessions = max_sessions
+        self.lifetime_s = lifetime_s
+        self.clock = clock or time.monotonic
         self.stats = FastReconnectStats()
-        self._grants: dict[bytes, FastReconnectGrant] = {}
+        self._grants: dict[bytes, tuple[FastReconnectGrant, float]] = {}  # fingerprint -> (grant, granted at)
         self._observed: weakref.WeakKeyDictionary[TlsEngine, _Observed] = weakref.WeakKeyDictionary()
 
     def observe(self, conn: SSL.Connection, where: int, ret: int) -> None:
@@ -129,16 +154,35 @@ class FastReconnectCache:
         seen = self._observed.get(engine)
         if seen is None or not engine.session_reused:
             return None
-        return next((self._grants[f] for f in seen.fingerprints if f in self._grants), None)
+        self.expire()
+        return next((self._grants[f][0] for f in seen.fingerprints if f in self._grants), None)
+
+    def __len__(self) -> int:
+        """Grants held (fingerprints: TLS 1.3 grants two per handshake)."""
+        return len(self._grants)
+
+    def expire(self) -> int:
+        """Forget grants older than the lifetime (oldest first); how many went."""
+        oldest_allowed = self.clock() - self.lifetime_s
+        gone = 0
+        while self._grants:
+            first = next(iter(self._grants))
+            if self._grants[first][1] >= oldest_allowed:
+                break
+            del self._grants[first]
+            gone += 1
+        return gone
 
     def grant(self, engine: TlsEngine, grant: FastReconnectGrant) -> None:
         """After a successful authentication: the sessions of this handshake may be resumed for ``grant``."""
         seen = self._observed.get(engine)
         if seen is None:
             return
+        now = self.clock()
         for fingerprint in seen.fingerprints:
             self._grants.pop(fingerprint, None)
-            self._grants[fingerprint] = grant
+            self._grants[fingerprint] = (grant, now)
+        self.expire()
         while len(self._grants) > self.max_sessions:
             self._grants.pop(next(iter(self._grants)))
         self.stats.granted += 1

@@ -30,7 +30,8 @@ from probe.eap import mschapv2 as ms
 from probe.eap.crypto import MppeKeys
 from probe.eap.packet import EapCode, EapError, EapPacket, EapType, parse_identity, parse_nak
 from probe.eap.peap_common import compound_keys, compress, decompress, read_tlvs, result_packet, session_mppe
-from probe.eap.tls import EapTlsSession, TlsEngine
+from probe.eap.tls import EapTlsSession
+from probe.emulator.limits import ReleasableEngine
 from probe.emulator.nps_rules import Fail, Reason, UsersLookup, account_name, certificate_account
 
 if TYPE_CHECKING:
@@ -105,6 +106,11 @@ class PeapPhase2:
         self._answer_by_type: dict[EapType, Callable[[EapPacket], bytes | Finished]] = {
             EapType.MSCHAPV2: self._on_mschapv2, EapType.TLS: self._on_inner_tls}
 
+    @property
+    def inner_tls(self) -> EapTlsSession | None:
+        """PEAP-TLS's inner EAP-TLS session once proposed (for releasing its connection)."""
+        return self._inner_tls
+
     def start(self, identifier: int, grant: FastReconnectGrant | None = None) -> bytes:
         """The inner Identity request (header-less), or with a grant the Result TLV."""
         if grant is None:
@@ -178,7 +184,8 @@ class PeapPhase2:
 
     def _propose_tls(self, identifier: int) -> bytes:
         assert self._inner_tls_context is not None  # the policy offers inner TLS only with its context
-        self._inner_tls = EapTlsSession(TlsEngine(self._inner_tls_context, server=True), framed_mtu=self._framed_mtu)
+        self._inner_tls = EapTlsSession(ReleasableEngine(self._inner_tls_context, server=True),
+                                        framed_mtu=self._framed_mtu)
         return compress(EapPacket.request(identifier, EapType.TLS, self._inner_tls.start()))
 
     @property

@@ -47,7 +47,11 @@ def describe(config: EmulatorConfig) -> str:
                         f"cryptobinding {e.cryptobinding}, EAP-TLS up to TLS {e.tls_max_eap_tls}")
     else:
         policies.append("EAP: off (PAP only)")
-    return "\n".join(lines + ["policies: " + "; ".join(policies)])
+    lim = config.limits
+    bounds = (f"limits: {lim.max_conversations} half-open EAP conversations ({lim.max_tls_conversations} with TLS), "
+              f"{lim.round_timeout_s:g} s per round, {lim.max_age_s:g} s in all; {lim.max_duplicates} duplicate-cache "
+              f"entries; {lim.events_history} events; {lim.max_pending_holds} MFA holds in flight")
+    return "\n".join(lines + ["policies: " + "; ".join(policies), bounds])
 
 
 def run_emulator(host: str, port: int, *, config_path: str | None = None, secret_file: str | None = None,
@@ -90,5 +94,5 @@ async def _serve(config: EmulatorConfig, host: str, port: int, secret_note: str,
     except asyncio.TimeoutError:
         pass
     await emulator.stop()
-    print(f"stopped after {emulator.requests} request(s)", flush=True)
+    print(f"stopped after {emulator.requests} request(s); {emulator.stats.summary()}", flush=True)
     return 0

@@ -14,6 +14,13 @@ EAP (EAP-TLS, PEAP-MSCHAPv2, PEAP-TLS) runs through eap_server.py's sessions,
 keyed on State; the MFA behaviours act only when the EAP method has succeeded,
 on the final round, as the extension does. Every decision is kept as an
 NPS-style event (id, reason, user, text).
+
+Bounded (:mod:`probe.emulator.limits`, ``limits:`` in the config): half-open EAP
+conversations (50,000, of them 1,000 with a live TLS connection), 30 s per round
+and 120 s in all (then reason 96), the duplicate cache (100,000 entries), pending
+OTP challenges (50,000, 120 s), MFA holds in flight (10,000), the event history
+(10,000). A sweep every second (at most) forgets what aged, and gives memory
+back to the system after forgetting many conversations.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -32,15 +40,23 @@ from ..radius import packet as pk
 from ..radius.dictionary import default_dictionary
 from ..radius.profiles import encode_pairs
 from .config import EmulatedUser, EmulatorConfig
+from ..eap.packet import EapPacket
 from .eap_server import EapServerSession, ServerTls, account_name, reply_attributes
+from .limits import TRIM_AFTER, ConversationTable, EmulatorLimits, EmulatorStats, give_memory_back
 
 log = logging.getLogger("probe.emulator")
 
-SESSION_TTL_S = 120.0  # EAP conversations, OTP challenges and discarded requests are forgotten after this
-MAX_TRACKED = 100_000  # hard cap per table: a flood of new conversations cannot grow memory without bound
+SESSION_TTL_S = math.inf
+"""Kept for callers that shorten it (tests): when below ``limits.max_age_s`` it is used instead."""
+EAP_TIMED_OUT = 96
+"""NPS reason code: the EAP session timed out before it completed."""
+TIMEOUT_EVENTS_PER_SWEEP = 10
+"""A sweep that times out more conversations than this is a flood: they are counted, and one summary event
+follows when it is over. So a flood neither pushes every other event out of the history nor leaves events
+scattered through its memory (each would keep a 1 MiB pymalloc arena of the flood resident)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """One NPS-style log entry."""
 
@@ -67,30 +83,36 @@ class _Answer:
     eap_session: EapServerSession | None = None  # a successful EAP conversation awaiting NPS/MFA's verdict
 
 
-@dataclass
-class _Seen:
-    pending: bool
-    until: float  # drop duplicates until this time once answered
+PENDING = math.inf
+"""A duplicate-cache entry for a request not answered yet (the value is: drop duplicates until then)."""
 
 
 class NpsEmulator(asyncio.DatagramProtocol):
     """An NPS that behaves like production NPS with the MFA extension, on loopback."""
 
-    def __init__(self, config: EmulatorConfig, *, eap_policy: Any = None) -> None:
+    def __init__(self, config: EmulatorConfig, *, eap_policy: Any = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self.limits: EmulatorLimits = config.limits
+        self.clock = clock
+        """Every age the emulator keeps is measured with this (tests pass their own)."""
         self.dictionary = default_dictionary()
         self.transport: asyncio.DatagramTransport | None = None
-        self.events: deque[Event] = deque(maxlen=10000)
-        self._seen: dict[tuple[Any, int, bytes], _Seen] = {}
+        self.events: deque[Event] = deque(maxlen=self.limits.events_history)
+        self._seen: dict[tuple[Any, int, bytes], float] = {}  # request key -> drop duplicates until (PENDING)
         self._otp_states: dict[bytes, tuple[str, float]] = {}  # State -> (user awaiting an OTP, issued at)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
         self._reply_attrs = {name: encode_pairs(u.reply, self.dictionary) for name, u in config.users.items()}
         self.requests = 0
+        self.stats = EmulatorStats()
         if eap_policy is None and config.eap is not None:
             eap_policy = config.eap.policy()
         self._eap_policy = eap_policy
-        self._server_tls = ServerTls(self._eap_policy) if self._eap_policy is not None else None
-        self._eap_sessions: dict[bytes, tuple[EapServerSession, float]] = {}
+        self._server_tls = ServerTls(self._eap_policy, clock=clock) if self._eap_policy is not None else None
+        self._eap_sessions: ConversationTable[EapServerSession] = ConversationTable(self.limits, self.stats)
+        self._forgotten = 0  # conversations forgotten since memory was last given back
+        self._untold_timeouts = 0  # a flood's timed-out conversations, told in one event once it is over
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -98,6 +120,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
         loop = asyncio.get_running_loop()
         await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
         assert self.transport is not None
+        self._sweeper = loop.call_later(self.limits.sweep_interval_s, self._sweep_tick)
         return self.transport.get_extra_info("sockname")[:2]
 
     @property
@@ -106,6 +129,12 @@ class NpsEmulator(asyncio.DatagramProtocol):
         return self.transport.get_extra_info("sockname")[:2]
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        self._eap_sessions.clear()
+        if self._untold_timeouts:
+            self._tell_timeouts()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -119,7 +148,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
     # -- events ----------------------------------------------------------------
 
     def _event(self, event_id: int, reason: int | None, user: str | None, text: str) -> None:
-        ev = Event(event_id, reason, user, text, time.monotonic())
+        ev = Event(event_id, reason, user, text, self.clock())
         self.events.append(ev)
         log.info("event %d reason %s user %s: %s", event_id, reason, user, text)
 
@@ -130,7 +159,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.requests += 1
-        now = time.monotonic()
+        now = self.clock()
         try:
             source = ipaddress.ip_address(addr[0])
         except ValueError:
@@ -153,24 +182,73 @@ class NpsEmulator(asyncio.DatagramProtocol):
             self._event(17, None, None, "Message-Authenticator required but absent: discarded")
             return
         key = (addr, request.identifier, request.authenticator)
-        seen = self._seen.get(key)
-        if seen is not None and (seen.pending or now < seen.until):
+        until = self._seen.get(key)
+        if until is not None and now < until:
             self._event(4401, None, None, f"duplicate of request {request.identifier} discarded")
             return
-        self._expire(now)
         self._seen.pop(key, None)
-        self._seen[key] = _Seen(True, 0.0)
+        self._seen[key] = PENDING
+        self._expire(now)
         self._handle(request, addr, key)
 
+    @property
+    def _max_age_s(self) -> float:
+        return min(self.limits.max_age_s, SESSION_TTL_S)
+
     def _expire(self, now: float) -> None:
-        """Forget answered requests past their duplicate window, oldest first; a hard cap bounds a flood.
+        """Forget answered requests past their duplicate window and aged OTP challenges, oldest first.
 
         Dicts keep insertion order and every state change re-inserts its key, so expired
-        entries gather at the front and each request does O(1) work on average.
+        entries gather at the front and each request does O(1) work on average; the caps
+        (max_duplicates, max_conversations) bound a flood.
         """
-        _expire_table(self._seen, lambda s: s.pending or s.until > now)
-        _expire_table(self._eap_sessions, lambda e: now - e[1] <= SESSION_TTL_S)
-        _expire_table(self._otp_states, lambda e: now - e[1] <= SESSION_TTL_S)
+        _expire_table(self._seen, lambda until: until > now, self.limits.max_duplicates)
+        _expire_table(self._otp_states, lambda e: now - e[1] <= self._max_age_s, self.limits.max_conversations)
+
+    def sweep(self, now: float | None = None) -> int:
+        """Forget what aged: stalled EAP conversations (event 6273, reason 96), duplicates, OTP challenges,
+        fast-reconnect grants. After many conversations went, give memory back. Returns how many went."""
+        now = self.clock() if now is None else now
+        self._expire(now)
+        gone = self._eap_sessions.expire(now)
+        if len(gone) > TIMEOUT_EVENTS_PER_SWEEP or (gone and self._untold_timeouts):
+            self._untold_timeouts += len(gone)
+        elif self._untold_timeouts:
+            self._tell_timeouts()
+        else:
+            for expired in gone:
+                self._event(6273, EAP_TIMED_OUT, expired.session.best_identity,
+                            f"access denied: EAP session timed out incomplete (no response for "
+                            f"{expired.idle_s:.0f} s, round timeout {self.limits.round_timeout_s:g} s)")
+        if self._server_tls is not None and self._server_tls.fast_reconnect is not None:
+            self._server_tls.fast_reconnect.expire()
+        self._forgotten += len(gone)
+        if self._forgotten >= TRIM_AFTER and 4 * len(self._eap_sessions) < self._forgotten:  # a flood has ebbed
+            self._forgotten = 0
+            self._compact()
+            give_memory_back()
+            self.stats.trims += 1
+        return len(gone)
+
+    def _tell_timeouts(self) -> None:
+        """The summary event of a flood's timed-out conversations."""
+        self._event(6273, EAP_TIMED_OUT, None, f"access denied: {self._untold_timeouts} EAP sessions timed out "
+                    f"incomplete (round timeout {self.limits.round_timeout_s:g} s); a flood, so not one by one")
+        self._untold_timeouts = 0
+
+    def _compact(self) -> None:
+        """Dicts never shrink on delete: refill the tables a flood grew (cheap once they are mostly empty)."""
+        _compact(self._seen)
+        _compact(self._otp_states)
+        self._eap_sessions.compact()
+
+    def _sweep_tick(self) -> None:
+        try:
+            self.sweep()
+        finally:
+            if self.transport is not None and not self.transport.is_closing():
+                loop = asyncio.get_running_loop()
+                self._sweeper = loop.call_later(self.limits.sweep_interval_s, self._sweep_tick)
 
     def _handle(self, request: pk.Packet, addr: Any, key: tuple[Any, int, bytes]) -> None:
         ans = _Answer(request, addr, key)
@@ -215,24 +293,29 @@ class NpsEmulator(asyncio.DatagramProtocol):
             self._event(17, None, None, "EAP request without Message-Authenticator: discarded")
             self._done(ans.key)
             return
-        now = time.monotonic()
+        now = self.clock()
         state = request.get(pk.STATE)
-        entry = self._eap_sessions.pop(state, None) if state is not None else None
-        if entry is not None and now - entry[1] > SESSION_TTL_S:
-            entry = None  # an abandoned conversation: start over
-        session = entry[0] if entry is not None else EapServerSession(
-            self._eap_policy, self._password_of, tls=self._server_tls)
+        entry = self._eap_sessions.take(state) if state is not None else None
+        if entry is not None:
+            session, started, last = entry
+            if now - last > self.limits.round_timeout_s or now - started > self._max_age_s:
+                self._timed_out(ans, session, eap, now - started, now - last)
+                return
+        else:
+            session, started = EapServerSession(self._eap_policy, self._password_of, tls=self._server_tls), now
+            self.stats.conversations += 1
         mtu_raw = request.get(12)
         mtu = int.from_bytes(mtu_raw, "big") if mtu_raw is not None and len(mtu_raw) == 4 else None
         step = session.handle(eap, mtu)
         self._on_eap_step(step, mtu)
         if step.kind == "challenge":
             new_state = os.urandom(16)
-            self._eap_sessions[new_state] = (session, now)
+            self._eap_sessions.put(new_state, session, started, now)
             code, attrs = reply_attributes(step, state=new_state, secret=self.config.secret,
                                            request_authenticator=request.authenticator)
             self._send(ans, code, attrs)
             return
+        ans.eap_session = session  # released once answered
         if step.kind == "failure":
             self._reject(ans, step.identity, step.reason or 22, step.text, eap_failure=step.eap)
             return
@@ -242,11 +325,19 @@ class NpsEmulator(asyncio.DatagramProtocol):
                                                request_authenticator=request.authenticator)
         ans.reject_attrs = pk.eap_message_attrs(step.failure_eap())
         ans.eap = True
-        ans.eap_session = session
         if user is None:
             self._reject(ans, account, 16, "authenticated account is not known")
             return
         self._mfa(ans, user)
+
+    def _timed_out(self, ans: _Answer, session: EapServerSession, eap: bytes, age_s: float, idle_s: float) -> None:
+        """A response for a conversation past its round timeout or its age: NPS's reason 96."""
+        ans.eap_session = session
+        why = (f"no response for {idle_s:.0f} s (round timeout {self.limits.round_timeout_s:g} s)"
+               if idle_s > self.limits.round_timeout_s else f"{age_s:.0f} s old (max age {self._max_age_s:g} s)")
+        self._reject(ans, session.best_identity, EAP_TIMED_OUT, f"EAP session timed out incomplete: {why}",
+                     eap_failure=EapPacket.failure(eap[1] if len(eap) > 1 else 0).to_bytes())
+        self.stats.timed_out += 1
 
     def _on_eap_step(self, step: Any, framed_mtu: int | None) -> None:
         """A hook for tests and tracing: every EAP step the server takes."""
@@ -267,6 +358,13 @@ class NpsEmulator(asyncio.DatagramProtocol):
         if mfa == "none":
             self._accept(ans, user, "no MFA for this user")
         elif mfa == "approve":
+            if user.delay_s > 0 and len(self._tasks) >= self.limits.max_pending_holds:
+                self.stats.holds_refused += 1
+                self._event(6274, None, user.name, f"request discarded: {self.limits.max_pending_holds} MFA "
+                            f"approvals already in flight (limits.max_pending_holds)")
+                self._finish(ans)
+                self._done(ans.key)
+                return
             self._later(user.delay_s, self._accept, ans, user, f"MFA approved after {user.delay_s:g} s")
         elif mfa == "deny":
             self._reject(ans, user.name, 21, "MFA denied by the user", self.config.deny_message)
@@ -274,14 +372,16 @@ class NpsEmulator(asyncio.DatagramProtocol):
             self._event(6274, None, user.name, "ESTS_TOKEN_ERROR: the extension could not get a token: "
                         "request discarded (AuthZ event 3)")
             self._revoke_fast_reconnect(ans)
+            self._finish(ans)
             # Retransmissions of a discarded request are dropped too, for a bounded while.
             self._seen.pop(ans.key, None)
-            self._seen[ans.key] = _Seen(False, time.monotonic() + max(SESSION_TTL_S, self.config.duplicate_hold_s))
+            self._seen[ans.key] = self.clock() + max(self._max_age_s, self.config.duplicate_hold_s)
         elif mfa == "otp" and ans.eap:
             self._reject(ans, user.name, 21, "the user's MFA method is an OTP, which EAP cannot carry")
         elif mfa == "otp":
             state = os.urandom(16)
-            self._otp_states[state] = (user.name, time.monotonic())
+            self._otp_states[state] = (user.name, self.clock())
+            self._expire(self.clock())  # the cap holds with the new one
             self._event(6276, None, user.name, "OTP requested: Access-Challenge")
             attrs = [(pk.STATE, state), (pk.REPLY_MESSAGE, self.config.otp_prompt.encode())]
             self._send(ans, pk.ACCESS_CHALLENGE, attrs)
@@ -333,9 +433,15 @@ class NpsEmulator(asyncio.DatagramProtocol):
         if ans.eap_session is not None:
             ans.eap_session.revoke_fast_reconnect()
 
+    @staticmethod
+    def _finish(ans: _Answer) -> None:
+        """The final answer is out (or withheld): the conversation's TLS connections go now."""
+        if ans.eap_session is not None:
+            ans.eap_session.release()
+
     def _done(self, key: tuple[Any, int, bytes]) -> None:
         self._seen.pop(key, None)  # re-insert: the expiry order follows the answer time
-        self._seen[key] = _Seen(False, time.monotonic() + self.config.duplicate_hold_s)
+        self._seen[key] = self.clock() + self.config.duplicate_hold_s
 
     def _send(self, ans: _Answer, code: int, attrs: list[pk.Attr]) -> None:
         sign = self.config.sign_replies == "always" or (
@@ -344,6 +450,8 @@ class NpsEmulator(asyncio.DatagramProtocol):
         data = pk.build_reply(code, ans.request, attrs, self.config.secret, message_authenticator=sign)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(data, ans.addr)
+        if code != pk.ACCESS_CHALLENGE:
+            self._finish(ans)
         self._done(ans.key)
 
 
@@ -357,10 +465,17 @@ _K = TypeVar("_K")
 _T = TypeVar("_T")
 
 
-def _expire_table(table: dict[_K, _T], alive: Callable[[_T], bool]) -> None:
-    """Drop the oldest entries while they are dead or the table is over MAX_TRACKED."""
+def _compact(table: dict[_K, _T]) -> None:
+    """Shrink a dict's storage to its entries, in place (a new dict object would pin a flood's memory arena)."""
+    copy = dict(table)
+    table.clear()
+    table.update(copy)
+
+
+def _expire_table(table: dict[_K, _T], alive: Callable[[_T], bool], cap: int) -> None:
+    """Drop the oldest entries while they are dead or the table is over ``cap``."""
     while table:
         oldest = next(iter(table))
-        if alive(table[oldest]) and len(table) <= MAX_TRACKED:
+        if alive(table[oldest]) and len(table) <= cap:
             break
         del table[oldest]
