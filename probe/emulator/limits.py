@@ -52,14 +52,12 @@ flood's peak.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
+from probe import memory as _memory
 from probe.eap.tls import TlsEngine
 
 __all__ = [
@@ -262,35 +260,13 @@ class ConversationTable(Generic[C]):
         entry.session.release()
 
 
-_malloc_trim: Any = None  # glibc's malloc_trim once looked up; False when there is none
-
-
-def _load_malloc_trim() -> Any:
-    """glibc's malloc_trim, or False where there is none (musl, macOS)."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            trim = libc.malloc_trim
-            trim.argtypes = [ctypes.c_size_t]
-            trim.restype = ctypes.c_int
-            _malloc_trim = trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    return _malloc_trim
-
-
-_load_malloc_trim()  # now, not in the middle of a flood: objects made then would keep its memory resident
+_memory.available()  # look malloc_trim up now, not mid-flood: objects made then would keep its memory resident
 
 
 def give_memory_back() -> bool:
     """Collect garbage, then return free heap pages to the system (glibc); False when only gc ran."""
-    gc.collect()
-    trim = _load_malloc_trim()
-    if not trim:
-        return False
-    trim(0)
-    return True
+    _memory.trim()
+    return _memory.available()
 
 
 class ReleasableEngine(TlsEngine):
