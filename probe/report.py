@@ -38,7 +38,7 @@ def verdict(o: Outcome) -> str:
 
 def summary(o: Outcome) -> str:
     """The one-screen answer of ``radius-probe auth`` (a judged Outcome: its verdict is the exit code's)."""
-    lines = [f"{o.method} {o.identity!r} -> {o.target}"]
+    lines = [f"{o.method} {o.identity!r} -> {o.target}" + (f" from {o.source}" if o.source else "")]
     result = o.result.upper() + (f" ({o.error_kind}: {o.error_detail})" if o.error_kind else "")
     lines.append(f"  Result        {result}")
     lines.append(f"  Expected      {o.expected}: {'met' if o.expectation_met else 'NOT met'}  [{verdict(o)}]")

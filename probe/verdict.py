@@ -206,8 +206,8 @@ def diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | N
             codes.append(("nps_discard_after_primary_auth", None))
         elif eap and o.round_trips > 1:
             codes.append(("eap_stalled", f"unanswered after {o.round_trips - 1} answered round(s)"))
-        else:
-            codes.append(("no_reply", None))
+        else:  # name the address the request left from: NPS knows its clients by it
+            codes.append(("no_reply", f"sent from {o.source}" if o.source else None))
     elif o.result == "reject":
         details = [o.eap_detail] if o.eap_detail else []
         details += [f"Reply-Message: {o.reply_message!r}"] if o.reply_message else []

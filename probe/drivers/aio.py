@@ -131,8 +131,9 @@ class RadiusClient:
     """Client side of one RADIUS server address (a pool of sockets connected to it)."""
 
     def __init__(self, address: tuple[str, int], secret: bytes, *, clock: Clock = time.monotonic,
-                 tap: Tap | None = None) -> None:
+                 tap: Tap | None = None, source: str | None = None) -> None:
         self.address = address
+        self.source = source  # bind every socket to (source, 0) before connecting: NPS knows clients by it
         self.tap = tap
         self._secret = secret
         self.clock = clock
@@ -171,7 +172,8 @@ class RadiusClient:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
         _, proto = await loop.create_datagram_endpoint(
-            lambda: _Socket(self.clock, self.tap), remote_addr=self.address, family=family
+            lambda: _Socket(self.clock, self.tap), remote_addr=self.address, family=family,
+            local_addr=(self.source, 0) if self.source else None,
         )
         self._sockets.append(proto)
         return proto
@@ -234,6 +236,7 @@ class RadiusClient:
 
         sock: _Socket | None = None
         try:
+            conv.outcome.source = self.local_address[0]
             conv.start(self.clock())
             while not conv.done:
                 free_released()  # before a new round takes an Identifier, as an exchange released its own
@@ -279,7 +282,8 @@ async def authenticate(cfg: ProbeConfig, client: RadiusClient | None = None, *,
         method = make_method(cfg, keylog)
     if client is not None:
         return await _authenticate(cfg, client, method, keylog, resume)
-    async with RadiusClient(cfg.address, cfg.secret.value, clock=time.monotonic, tap=tap) as own:
+    async with RadiusClient(cfg.address, cfg.secret.value, clock=time.monotonic, tap=tap,
+                            source=cfg.source) as own:
         return await _authenticate(cfg, own, method, keylog, resume)
 
 

@@ -57,11 +57,14 @@ def _converse(cfg: ProbeConfig, method: Method, sock: socket.socket, tap: Tap | 
     connect_error: OSError | None = None
     local: tuple[str, int] = ("0.0.0.0", 0)
     try:
+        if cfg.source:
+            sock.bind((cfg.source, 0))  # NPS knows its clients by source address (--source)
         sock.connect(remote)  # connected: ICMP errors surface on this socket, replies only from the server
         local = sock.getsockname()[:2]
     except OSError as exc:  # e.g. no route: nothing can be sent, the first send ends the round
         connect_error = exc
     conv = Conversation(cfg, method, nas_ip=local[0])
+    conv.outcome.source = local[0] if connect_error is None else cfg.source
     previous: dict[int, Packet] = {}  # the last request of each Identifier, so straggling answers are strays
     next_ident = 0
     strays = 0
