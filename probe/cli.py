@@ -414,6 +414,12 @@ def _run_outputs(args: argparse.Namespace) -> dict[str, str]:
     return paths
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from .diagnose_run import diagnose_command
+
+    return diagnose_command(args)
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     from .emulator.run import run_emulator
 
@@ -480,6 +486,19 @@ def make_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grace", type=_positive(float, "--grace", 0, inclusive=True), default=5.0, metavar="S",
                        help="on SIGTERM, let checks in flight finish for up to S seconds (default 5)")
     serve.set_defaults(func=cmd_serve)
+    diag = sub.add_parser("diagnose", help="a short sequence of probes, each chosen by the last, naming ONE cause")
+    _add_auth_args(diag)
+    for action in diag._actions:
+        if action.dest == "identity":  # optional here: without an account only the account-free steps run
+            action.required, action.help = False, "a real test account (optional; with --password-file or a certificate)"
+    d = diag.add_argument_group("diagnose")
+    d.add_argument("--allow-push", action="store_true",
+                   help="send the account's right password, which makes the MFA extension push to its phone")
+    d.add_argument("--nas-timeout", type=_positive(float, "--nas-timeout"), default=5.0, metavar="S",
+                   help="the VPN server's RADIUS timeout the approval time is held against (default 5: RRAS's)")
+    d.add_argument("--quick-timeout", type=_positive(float, "--quick-timeout"), default=3.0, metavar="S",
+                   help="seconds per transmission (2 sent) for the steps NPS answers at once (default 3)")
+    diag.set_defaults(func=cmd_diagnose)
     em = sub.add_parser("emulator", help="run the NPS + MFA extension emulator on loopback")
     em.add_argument("--listen", default="127.0.0.1:1812", metavar="ADDR", help="default 127.0.0.1:1812")
     em.add_argument("--config", metavar="F", help="YAML users/behaviours/policies (default: the lab users)")
