@@ -490,7 +490,8 @@ def make_parser() -> argparse.ArgumentParser:
     _add_auth_args(diag)
     for action in diag._actions:
         if action.dest == "identity":  # optional here: without an account only the account-free steps run
-            action.required, action.help = False, "a real test account (optional; with --password-file or a certificate)"
+            action.required = False
+            action.help = "a real test account (optional; with --password-file or a certificate)"
     d = diag.add_argument_group("diagnose")
     d.add_argument("--allow-push", action="store_true",
                    help="send the account's right password, which makes the MFA extension push to its phone")

@@ -34,11 +34,12 @@ from typing import Any, Literal
 
 from .outcome import EXIT_DEGRADED, EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, VERDICTS, ErrorKind, Outcome
 
-__all__ = ["CAUSES", "Cause", "Conclusion", "Diagnosis", "Facts", "Step", "TraceEntry", "OTHER_NAS_IP"]
+__all__ = ["CAUSES", "Cause", "Conclusion", "Diagnosis", "Facts", "Step", "TraceEntry", "OTHER_NAS_IP", "SMALL_MTU"]
 
 RRAS_TIMEOUT_S = 5.0  # RRAS's default RADIUS server timeout
 HUMAN_FLOOR_S = 1.5  # no person approves or denies a push faster than this
 OTHER_NAS_IP = "192.0.2.254"  # TEST-NET-1 (RFC 5737): in nobody's IP_WHITELIST
+SMALL_MTU = 1000  # EAP fragments that fit one IP packet on any path (NPS advises 1344 or lower)
 
 _SP_CLIENT = "981f26a1-7f43-403b-a875-f8b09b8cd720"
 _SP_CONNECTOR = "1f5530b3-261a-47a9-b357-ded261e17918"
@@ -172,7 +173,8 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
           "denied, or it timed out unanswered (Security 6273, reason 21; whether a timeout ends as a reject or a "
           "discard is [?])",
           ("AzureMfa > AuthN for this user (denied vs timed out)", "Entra sign-in logs for the account"),
-          ("approve the push; for a health account, IP_WHITELIST its NAS-IP-Address",), "nps_reject_after_primary_auth"),
+          ("approve the push; for a health account, IP_WHITELIST its NAS-IP-Address",),
+          "nps_reject_after_primary_auth"),
     Cause("mfa_not_possible", "The extension rejected at once: the user cannot do MFA", EXIT_FAILED,
           "rejected sooner than anyone could answer a push: the user is not in Entra (reason 21), or has no MFA "
           "method and REQUIRE_USER_MATCH is TRUE (its default), or the UPN's tenant is not the extension's "
@@ -214,6 +216,31 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
            "AzureMfa > AuthZ: a request without NAS-IP-Address logs event 4 and gets MFA"),
           ("keep the health checker in IP_WHITELIST only on purpose; diagnose real users with another NAS-IP-Address "
            "(--attr NAS-IP-Address=...)",), "mfa_not_enforced"),
+    Cause("fragments_dropped", "Large RADIUS datagrams are lost on the path (IP fragments dropped)", EXIT_FAILED,
+          "the EAP conversation stalled on the certificate round with Framed-MTU 1500 and went through with a small "
+          "Framed-MTU: the Access-Challenges carrying the certificate chain are fragmented and a firewall, NAT or "
+          "tunnel between the VPN server and NPS drops the fragments",
+          ("a capture on both sides: IP fragments of UDP from port 1812 leave NPS but do not arrive",
+           "the firewalls / VPN tunnels between the VPN server and NPS (fragment handling, MTU)"),
+          ("make the VPN server send Framed-MTU 1344 or lower (NPS sizes its EAP fragments by it; on NPS the "
+           "network policy's Framed-MTU attribute does the same), or let the path carry fragments",), "eap_stalled"),
+    Cause("eap_stalled", "The server stops answering in the middle of the EAP conversation", EXIT_FAILED,
+          "the conversation stalls before the method finishes, with a small Framed-MTU too: not the fragment size",
+          ("the load balancer's persistence: every request of one conversation must reach the same NPS "
+           "(source IP / Calling-Station-Id)", "NPS's Security log on every NPS behind the address: 6274 / 6273"),
+          ("persistence on the load balancer; capture with --pcap",), "eap_stalled"),
+    Cause("eap_method_not_offered", "The network policy does not offer this EAP method", EXIT_FAILED,
+          "the server proposed another EAP method, the probe answered with a Nak for its own, and the server "
+          "rejected (reason 22 'no EAP type could be negotiated' or 66 'authentication method not enabled'); "
+          "inferred from the reject right after the Nak round, before any certificate",
+          ("Security 6273 with Reason-Code 22 or 66: " + _NPS_SECURITY_EVENTS,
+           "Network Policy > Constraints > Authentication Methods > EAP Types"),
+          ("add the method (Microsoft: Protected EAP (PEAP), or Smart Card or other certificate) to the network "
+           "policy's EAP types, then Restart-Service IAS",), "server_refused_tls"),
+    Cause("tls_refused", "The server refused the TLS handshake", EXIT_FAILED,
+          "no common TLS version or cipher (NPS keeps PEAP at TLS 1.2)",
+          ("the SCHANNEL protocols on NPS (HKLM\\SYSTEM\\CurrentControlSet\\Control\\SecurityProviders\\"
+           "SCHANNEL\\Protocols)",), ("--tls-max 1.2; enable TLS 1.2 on NPS",), "server_refused_tls"),
     Cause("eap_method_failed", "The EAP method failed before MFA", EXIT_FAILED,
           "the EAP conversation ended before the first factor was done; the judge's diagnosis of that step says "
           "which (certificate, credentials, method not enabled on the policy: reason 22/66)",
@@ -239,7 +266,8 @@ class Facts:
     nas_ip: bool = True  # the requests carry NAS-IP-Address (IPv4 source): the IP_WHITELIST question can be asked
 
 
-StepKey = Literal["unknown_user", "unknown_user_unsigned", "wrong_password", "account", "account_other_nas"]
+StepKey = Literal["unknown_user", "unknown_user_unsigned", "wrong_password", "account", "account_other_nas",
+                  "account_small_mtu", "wrong_password_small_mtu"]
 
 
 @dataclass(frozen=True)
@@ -253,6 +281,7 @@ class Step:
     password: Literal["random", "wrong", "account"]
     signed: bool = True
     nas_ip: str | None = None  # replace NAS-IP-Address
+    framed_mtu: int | None = None  # replace the Framed-MTU (EAP fragment size)
     pushes: bool = False  # reaches the MFA extension: a push to a phone
     quick: bool = True  # a probe NPS answers at once (short timeout); False: waits out MFA
 
@@ -458,6 +487,10 @@ class Diagnosis:
         if o.result == "accept":
             e.shows = "the wrong password was accepted"
             self._conclude("wrong_password_accepted", evidence)
+        elif o.result == "discard" and f.account_eap and not o.primary_auth_done and o.round_trips > 1:
+            e.shows = (f"the EAP conversation stalled after {o.round_trips - 1} answered round(s): asking again with "
+                       f"Framed-MTU {SMALL_MTU} (smaller EAP fragments, no IP fragments)")
+            self._next = _WRONG_PASSWORD_SMALL_MTU
         elif o.result == "discard":
             e.shows = "the wrong password got no answer while the unknown user got a reject"
             self._conclude("wrong_password_unanswered", evidence)
@@ -478,6 +511,10 @@ class Diagnosis:
             evidence.append(f"the account, wrong password: {_got(self._seen['wrong_password'])}")
         evidence.append(f"the account, right password: {e.got}")
         code = self._classify_account(e, o)
+        if code == "eap_stalled":
+            e.shows += f": asking again with Framed-MTU {SMALL_MTU} (smaller EAP fragments, no IP fragments)"
+            self._next = _ACCOUNT_SMALL_MTU
+            return
         if code == "fast_accept" and self.facts.nas_ip:
             e.shows = (f"accepted in {o.final_response_s or 0:.3f} s, faster than a person approves a push: asking "
                        f"again with NAS-IP-Address {OTHER_NAS_IP} (IP_WHITELIST compares that attribute)")
@@ -508,6 +545,32 @@ class Diagnosis:
                            "the answer for other NAS-IP-Addresses is the one that matters")
         self._finish_account(code, evidence)
 
+    def _after_wrong_password_small_mtu(self, e: TraceEntry, o: Outcome) -> None:
+        evidence = [f"the account, wrong password, Framed-MTU as given: {_got(self._seen['wrong_password'])}",
+                    f"the account, wrong password, Framed-MTU {SMALL_MTU}: {e.got}"]
+        if o.result == "discard" and o.round_trips > 1 and not o.primary_auth_done:
+            e.shows = "stalled again: the fragment size is not the cause"
+            e.rules_out = _names("fragments_dropped")
+            self._conclude("eap_stalled", evidence)
+            return
+        e.shows = f"with Framed-MTU {SMALL_MTU} the conversation went past the certificate round"
+        self._conclude("fragments_dropped", evidence)
+
+    def _after_account_small_mtu(self, e: TraceEntry, o: Outcome) -> None:
+        evidence = [f"the account, Framed-MTU as given: {_got(self._seen['account'])}",
+                    f"the account, Framed-MTU {SMALL_MTU}: {e.got}"]
+        code = self._classify_account(e, o)
+        if code == "eap_stalled":
+            e.shows += " again: the fragment size is not the cause"
+            e.rules_out = _names("fragments_dropped")
+            self._conclude("eap_stalled", evidence)
+            return
+        e.shows = f"with Framed-MTU {SMALL_MTU} the conversation went past the certificate round ({e.shows})"
+        if code not in ("accept", "fast_accept"):
+            self._notes.append(f"with Framed-MTU {SMALL_MTU} the account then got: {e.got} "
+                               f"({CAUSES[code].title if code in CAUSES else code})")
+        self._conclude("fragments_dropped", evidence)
+
     def _classify_account(self, e: TraceEntry, o: Outcome) -> str:
         """The answer of a right-password step, as the cause it points at (or accept / fast_accept)."""
         f = self.facts
@@ -526,8 +589,8 @@ class Diagnosis:
             return "accept"
         if o.result == "discard":
             if f.account_eap and not o.primary_auth_done and o.round_trips > 1:
-                e.shows = "the EAP conversation stalled before the method finished"
-                return "eap_method_failed"
+                e.shows = f"the EAP conversation stalled after {o.round_trips - 1} answered round(s)"
+                return "eap_stalled"
             e.shows = ("silence after the unknown user got a reject: NPS accepted the first factor and the extension "
                        "dropped the request")
             return "ests_token_error"
@@ -536,7 +599,11 @@ class Diagnosis:
             return "otp_challenge"
         if o.result == "reject":
             if f.account_eap and not o.primary_auth_done:
-                e.shows = "rejected before the EAP method finished"
+                if o.round_trips <= 2 and not (o.tls or {}).get("server_cert"):
+                    e.shows = "rejected right after the method proposal, before any certificate (our Nak round)"
+                    return "eap_method_not_offered"
+                first = o.diagnosis[0]["code"] if o.diagnosis else "no diagnosis"
+                e.shows = f"rejected before the EAP method finished ({first})"
                 return "eap_method_failed"
             quick = t is not None and t < HUMAN_FLOOR_S
             e.shows = (f"rejected after {t or 0:.1f} s " +
@@ -563,6 +630,11 @@ class Diagnosis:
             self._conclude("otp_user_over_eap", evidence, remaining=["mfa_not_possible"],
                            look="AzureMfa > AuthZ: 'Challenge requested in Authentication Ext' (a TOTP user) or "
                                 "AuthN: user not found / not enrolled")
+            return
+        if code == "eap_method_not_offered":
+            self._conclude(code, evidence, remaining=["tls_refused"],
+                           look="Security 6273's Reason-Code: 22/66 (method not offered) or a SCHANNEL error in the "
+                                "System log (TLS refused)")
             return
         if code == "mfa_denied":
             self._conclude(code, evidence, look="AzureMfa > AuthN for the user: denied, or timed out unanswered")
@@ -669,3 +741,10 @@ _ACCOUNT_OTHER_NAS = Step(
     "account_other_nas", "Does MFA apply with another NAS-IP-Address (IP_WHITELIST)?",
     f"the account again, NAS-IP-Address {OTHER_NAS_IP} (a push)", "account", "account", nas_ip=OTHER_NAS_IP,
     pushes=True, quick=False)
+_ACCOUNT_SMALL_MTU = Step(
+    "account_small_mtu", "Does the EAP conversation go through with small fragments (dropped IP fragments)?",
+    f"the account again, Framed-MTU {SMALL_MTU} (a push if it completes)", "account", "account",
+    framed_mtu=SMALL_MTU, pushes=True, quick=False)
+_WRONG_PASSWORD_SMALL_MTU = Step(
+    "wrong_password_small_mtu", "Does the EAP conversation go through with small fragments (dropped IP fragments)?",
+    f"the account with a wrong password again, Framed-MTU {SMALL_MTU}", "account", "wrong", framed_mtu=SMALL_MTU)

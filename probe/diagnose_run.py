@@ -44,12 +44,13 @@ def step_check(base: Check, step: Step, *, unknown_user: str, random_password: b
                         profile=m.profile, attrs=list(m.attrs), policy=quick, window_s=m.window_s,
                         framed_mtu=m.framed_mtu, nas_identifier=m.nas_identifier, message_authenticator=step.signed)
     elif step.password == "wrong":
-        module = replace(m, name=step.key, password=Secret(wrong_password), otp=None, policy=quick)
+        module = replace(m, name=step.key, password=Secret(wrong_password), otp=None, policy=quick,
+                         framed_mtu=step.framed_mtu or m.framed_mtu)
     else:
         attrs = list(m.attrs)
         if step.nas_ip is not None:
             attrs = [(n, v) for n, v in attrs if n != "NAS-IP-Address"] + [("NAS-IP-Address", step.nas_ip)]
-        module = replace(m, name=step.key, attrs=attrs)
+        module = replace(m, name=step.key, attrs=attrs, framed_mtu=step.framed_mtu or m.framed_mtu)
         expect = Expectation(result="accept", message_authenticator="optional")
     return Check(name=f"diagnose:{step.key}", target=base.target, module=module, expect=expect,
                  source="(diagnose)")

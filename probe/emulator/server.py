@@ -86,7 +86,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
         self._tasks: set[asyncio.Task[None]] = set()
         self._reply_attrs = {name: encode_pairs(u.reply, self.dictionary) for name, u in config.users.items()}
         self.requests = 0
-        self.mfa_started: list[str] = []  # users the extension began MFA for (a push, a call, an OTP): tests count pushes
+        self.mfa_started: list[str] = []  # users the extension began MFA for (push, call, OTP): tests count pushes
         if eap_policy is None and config.eap is not None:
             eap_policy = config.eap.policy()
         self._eap_policy = eap_policy
@@ -267,7 +267,8 @@ class NpsEmulator(asyncio.DatagramProtocol):
         if nas_ip is None and self.config.ip_whitelist:
             self._event(4, None, user.name, "IP_WHITE_LIST_WARNING: no NAS-IP-Address, IP_WHITELIST not applied")
         mfa = user.mfa
-        if mfa not in ("none", "not_enrolled", "not_found", "foreign_tenant", "discard"):
+        no_mfa = ("none", "not_enrolled", "not_found", "foreign_tenant", "discard")
+        if mfa not in no_mfa and not (mfa == "otp" and ans.eap):
             self.mfa_started.append(user.name)
         if mfa == "none":
             self._accept(ans, user, "no MFA for this user")

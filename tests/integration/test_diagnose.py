@@ -209,3 +209,66 @@ def test_freeradius_cause_is_named_first(freeradius: FreeRadiusServer, name: str
     if cause == "healthy":  # FreeRADIUS has no MFA: a fast accept, the same with another NAS-IP-Address
         assert [t.step.key for t in d.trace] == list(ALL4) + ["account_other_nas"]
         assert any("faster than a person" in n for n in d.conclusion.notes)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# EAP: the certificate round, the method on the policy, the TOTP user
+
+
+@dataclass
+class EapCase:
+    name: str
+    method: str
+    identity: str
+    cause: str
+    steps: tuple[str, ...]
+    eap: dict[str, Any] = field(default_factory=dict)  # EapSettings keywords
+    config: dict[str, Any] = field(default_factory=dict)
+    pushed: tuple[str, ...] = ()
+    remaining: tuple[str, ...] = ()
+
+
+FREE = ("unknown_user", "unknown_user_unsigned")
+EAP_CASES = [
+    EapCase("PEAP-MSCHAPv2 healthy", "peap-mschapv2", "hc", "healthy", ALL4, pushed=("hc",)),
+    EapCase("TOTP user over PEAP-MSCHAPv2", "peap-mschapv2", "dave", "otp_user_over_eap", ALL4,
+            remaining=("mfa_not_possible",)),
+    EapCase("EAP-TLS: fragments dropped on the path", "eap-tls", "alice", "fragments_dropped",
+            FREE + ("account", "account_small_mtu"), config={"max_reply_size": 1200}, pushed=("alice",)),
+    EapCase("PEAP-MSCHAPv2: fragments dropped (found with the wrong password, no push)", "peap-mschapv2", "hc",
+            "fragments_dropped", FREE + ("wrong_password", "wrong_password_small_mtu"), config={"max_reply_size": 1200}),
+    EapCase("EAP-TLS not offered by the policy", "eap-tls", "alice", "eap_method_not_offered", FREE + ("account",),
+            eap={"methods": ("peap",)}, remaining=("tls_refused",)),
+]
+
+
+@pytest.mark.parametrize("case", EAP_CASES, ids=[c.name for c in EAP_CASES])
+def test_emulator_eap_cause_is_named_first(case: EapCase, lab_pki: Any, lab_emulator: Any) -> None:
+    from probe.methods import spec
+    from probe.model import TlsOptions
+
+    method = spec(case.method)
+    tls = TlsOptions(ca=str(lab_pki.directory / "ca.pem"), server_name="nps.lab.test")
+    if method.credential == "certificate":
+        tls.cert, tls.key = str(lab_pki.directory / f"{case.identity}.pem"), str(lab_pki.directory / f"{case.identity}.key")
+
+    async def go() -> tuple[Diagnosis, list[str]]:
+        cfg = _config(Case("", ""))
+        for key, value in case.config.items():
+            setattr(cfg, key, value)
+        async with lab_emulator(cfg, **case.eap) as em:
+            check = base_check(em.address, case.identity)
+            check.module.method, check.module.tls = case.method, tls
+            if method.credential == "certificate":
+                check.module.password = None
+            facts = Facts(account=True, allow_push=True, allow_unsigned=True, account_eap=True,
+                          account_password=method.credential == "password")
+            d = await run_diagnosis(check, em.address, facts, quick=QUICK)
+            return d, list(em.mfa_started)
+
+    d, pushed = helpers.run(go())
+    c = d.conclusion
+    assert c is not None and c.cause.code == case.cause, d.render("emulator")
+    assert tuple(t.step.key for t in d.trace) == case.steps
+    assert tuple(r.code for r in c.remaining) == case.remaining
+    assert tuple(dict.fromkeys(pushed)) == case.pushed
