@@ -61,9 +61,30 @@ class Cause:
     fix: tuple[str, ...] = ()
     catalogue: str | None = None  # the probe.diagnosis entry this cause narrows
 
+    @property
+    def elsewhere(self) -> str | None:
+        """What the same answers mean on a server that is not NPS with the MFA extension (None: the same)."""
+        return _ELSEWHERE.get(self.code)
+
     def as_dict(self) -> dict[str, Any]:
         return {"code": self.code, "title": self.title, "explanation": self.explanation, "look": list(self.look),
-                "fix": list(self.fix), "catalogue": self.catalogue, "exit_code": self.exit_code}
+                "fix": list(self.fix), "catalogue": self.catalogue, "exit_code": self.exit_code,
+                "if_not_nps": self.elsewhere}
+
+
+_ELSEWHERE = {
+    "ests_token_error": "the first factor passed (the wrong password was rejected, this one was not) and then "
+                        "nothing answered: a post-authentication module or a proxy that holds or drops the request",
+    "mfa_unreachable": "a proxy or post-authentication module that cannot reach its back end",
+    "mfa_denied": "a reject after the password was accepted, after a while: a second-factor server said no",
+    "mfa_not_possible": "a reject after the password was accepted, at once: a post-authentication policy",
+    "otp_user_over_eap": "a reject after the EAP method finished: a post-authentication policy",
+    "otp_challenge": "the server asks for a second factor (Access-Challenge with State)",
+    "ip_whitelist": "the answer depends on NAS-IP-Address: a policy that matches on it",
+    "approval_slower_than_nas_timeout": "the server holds the answer longer than the VPN server waits",
+    "message_authenticator_required": "FreeRADIUS: require_message_authenticator = yes on the client",
+    "unknown_client": "FreeRADIUS: no client block for the address (radius.log: 'from unknown client')",
+}
 
 
 _ESTS_FIX = (
@@ -707,6 +728,8 @@ class Diagnosis:
             if r.fix:
                 lines.append(f"Fix if it is {r.code}:")
                 lines += [f"  {x}" for x in r.fix]
+        if c.cause.elsewhere:
+            lines.append(f"If this server is not NPS with the MFA extension: {c.cause.elsewhere}")
         if c.degraded:
             lines.append("Degraded:")
             lines += [f"  - {x}" for x in c.degraded]

@@ -133,3 +133,15 @@ def test_record_refuses_a_step_it_did_not_ask_for() -> None:
     d.record(first, REJECT)
     with pytest.raises(RuntimeError):
         d.record(first, REJECT)
+
+
+def test_catalogue_uses_graph_powershell_for_both_principals() -> None:
+    """The catalogue's ESTS advice: Microsoft Graph PowerShell (MSOnline is retired), both service principals."""
+    from probe.diagnosis import CATALOGUE
+
+    text = " ".join(c for e in CATALOGUE.values() for c in e.checks)
+    assert "Msol" not in text
+    entry = CATALOGUE["nps_discard_after_primary_auth"]
+    checks = " ".join(entry.checks)
+    assert "Get-MgServicePrincipal" in checks and "Update-MgServicePrincipal" in checks
+    assert "981f26a1-7f43-403b-a875-f8b09b8cd720" in checks and "1f5530b3-261a-47a9-b357-ded261e17918" in checks
