@@ -67,6 +67,16 @@ CATALOGUE: dict[str, Entry] = {
             ),
         ),
         Entry(
+            "expectation_unmet",
+            "The answer was the expected kind, but the check's expectation failed",
+            "the expected result came, in time, and an expectation on it (Reply-Message, an attribute such as "
+            "Class, a time bound) did not hold",
+            ("the network policy that matched returns other attributes than the check expects (a different "
+             "policy matched, or the policy changed)",),
+            ("NPS event 6272 names the network policy that matched; compare its Settings > RADIUS Attributes "
+             "with the check's expect:",),
+        ),
+        Entry(
             "no_reply",
             "No reply at all",
             "the first Access-Request and all its retransmissions unanswered",
