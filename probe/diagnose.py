@@ -285,6 +285,7 @@ class Facts:
     window_s: float = 60.0
     allow_unsigned: bool = False  # unsigned replies are not a degraded state (auth's --allow-unsigned)
     nas_ip: bool = True  # the requests carry NAS-IP-Address (IPv4 source): the IP_WHITELIST question can be asked
+    outside_support: bool = False  # the account's method is bare EAP-TLS: outside the extension's documented support
 
 
 StepKey = Literal["unknown_user", "unknown_user_unsigned", "wrong_password", "account", "account_other_nas",
@@ -489,6 +490,10 @@ class Diagnosis:
 
     def _next_account_step(self) -> None:
         f = self.facts
+        if f.account and f.outside_support:
+            self._notes.append("bare EAP-TLS with the MFA extension is outside Microsoft's documented support (the "
+                               "extension supports PAP, MS-CHAPv2 and PEAP; no other EAP) [?]: PEAP-TLS is the "
+                               "supported way to use certificates")
         if not f.account:
             self._notes.append("no account given (--identity with --password-file, or a certificate): " + _WOULD_ANSWER)
             self._conclude_account_free()

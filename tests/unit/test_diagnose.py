@@ -145,3 +145,12 @@ def test_catalogue_uses_graph_powershell_for_both_principals() -> None:
     checks = " ".join(entry.checks)
     assert "Get-MgServicePrincipal" in checks and "Update-MgServicePrincipal" in checks
     assert "981f26a1-7f43-403b-a875-f8b09b8cd720" in checks and "1f5530b3-261a-47a9-b357-ded261e17918" in checks
+
+
+def test_bare_eap_tls_is_flagged_outside_the_extensions_support() -> None:
+    facts = Facts(account=True, allow_push=True, account_eap=True, account_password=False, outside_support=True)
+    d = play(facts, REJECT, REJECT, outcome("accept", 3.0, primary=True, rounds=9))
+    assert d.conclusion is not None and d.conclusion.cause.code == "healthy"
+    assert any("outside Microsoft's documented support" in n for n in d.conclusion.notes)
+    plain = play(Facts(account=True, allow_push=True), REJECT, REJECT, REJECT, outcome("accept", 3.0))
+    assert not any("outside" in n for n in plain.conclusion.notes)  # type: ignore[union-attr]
