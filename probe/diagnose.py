@@ -104,6 +104,9 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
     Cause("name_not_resolved", "The target's name does not resolve", EXIT_UNKNOWN,
           "nothing was sent: the name has no address here", ("the name in DNS from this host: Resolve-DnsName / dig",),
           ("use the address, or fix the DNS record",)),
+    Cause("could_not_probe", "This probe could not run a step (local input or a bug)", EXIT_UNKNOWN,
+          "the step's request could not be sent as asked: nothing about the server follows from it",
+          ("the step's error detail",), ("fix the local input (certificate, key, CA file) and rerun",)),
     Cause("nothing_listens", "Nothing listens on the RADIUS port (ICMP port unreachable)", EXIT_FAILED,
           "the host answered that no process listens on this UDP port",
           ("Get-Service IAS on the server", "netstat -ano -p udp | findstr :1812 (NPS listens on 1812 and 1645)"),
@@ -413,6 +416,10 @@ class Diagnosis:
         self._seen[step.key] = o
         entry = TraceEntry(step, _got(o), "", outcome=o)
         self.trace.append(entry)
+        if o.could_not_probe:
+            entry.shows = "could not probe: nothing was learned about the server"
+            self._conclude("could_not_probe", [f"{step.sends}: {entry.got}"])
+            return entry
         getattr(self, f"_after_{step.key}")(entry, o)
         return entry
 

@@ -20,7 +20,8 @@ from .checks import RunOptions, run_check
 from .diagnose import Diagnosis, Facts, Step
 from .eap.packet import EapType
 from .inputs import UsageError, parse_hostport, resolve
-from .methods import METHODS, MethodSpec, spec
+from .eap.tls import TlsConfigError
+from .methods import METHODS, MethodSpec, make_method, spec
 from .model import Check, Expectation, Module, Secret
 from .radius.transport import RetryPolicy
 
@@ -96,6 +97,10 @@ def diagnose_command(args: argparse.Namespace) -> int:
         return _print(d, args)
     base, address = build_check(args)
     method = spec(base.module.method)
+    try:  # certificates and keys are read now: bad input is one line (exit 3) before anything is sent
+        make_method(base.probe_config(address))
+    except (TlsConfigError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
     facts = Facts(account=account, account_password=method.credential == "password", account_eap=method.eap,
                   account_otp_capable=method.otp, otp_given=base.module.otp is not None,
                   allow_push=args.allow_push, nas_timeout_s=args.nas_timeout, window_s=base.module.window_s,

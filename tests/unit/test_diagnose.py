@@ -154,3 +154,12 @@ def test_bare_eap_tls_is_flagged_outside_the_extensions_support() -> None:
     assert any("outside Microsoft's documented support" in n for n in d.conclusion.notes)
     plain = play(Facts(account=True, allow_push=True), REJECT, REJECT, REJECT, outcome("accept", 3.0))
     assert not any("outside" in n for n in plain.conclusion.notes)  # type: ignore[union-attr]
+
+
+def test_a_step_that_could_not_probe_ends_the_diagnosis_as_unknown() -> None:
+    from probe.outcome import EXIT_UNKNOWN
+
+    local = outcome("error", kind=ErrorKind.LOCAL, detail="cannot read alice.key")
+    d = play(Facts(account=True, allow_push=True, account_password=False), REJECT, REJECT, local)
+    assert d.conclusion is not None and d.conclusion.cause.code == "could_not_probe"
+    assert d.conclusion.exit_code == EXIT_UNKNOWN and "alice.key" in d.conclusion.evidence[0]
