@@ -107,3 +107,33 @@ def test_serve_source(lab: tuple[Path, dict[str, Path], int]) -> None:
                    "known (sent from 127.0.0.2) discarded, stranger (its own source: 127.0.0.1) accepted")
     finally:
         stop(served.proc)
+
+
+def test_blocking_driver_binds_the_source_too() -> None:
+    """The blocking driver (Locust's) sends from cfg.source as the asyncio pool does."""
+    import asyncio
+    import ipaddress
+
+    from probe.drivers.blocking import authenticate_blocking
+    from probe.emulator.config import default_config
+    from tests.helpers import emulator, pap, run
+
+    async def go() -> tuple[str | None, str, str | None, str]:
+        config = default_config()
+        config.clients = [ipaddress.ip_network("127.0.0.1/32")]
+        async with emulator(config) as em:
+            outs = []
+            for source in ("127.0.0.2", "127.0.0.1"):
+                cfg = pap(em.address, "alice")
+                cfg.source = source
+                outs.append(await asyncio.to_thread(authenticate_blocking, cfg))
+            return outs[0].source, outs[0].result, outs[1].source, outs[1].result
+
+    assert run(go()) == ("127.0.0.2", "discard", "127.0.0.1", "accept")
+
+
+def test_diagnose_a_name_that_does_not_resolve() -> None:
+    r = cli("diagnose", "no-such-host.invalid", "--secret", "x", "--json")
+    assert r.returncode == 3, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["cause"]["code"] == "name_not_resolved" and doc["steps"] == []
