@@ -414,6 +414,7 @@ class Diagnosis:
             raise RuntimeError(f"diagnose: recorded {step.key!r}, expected {self._next and self._next.key!r}")
         self._next = None
         self._seen[step.key] = o
+        self.source = self.source or o.source  # the address the requests left from (the OS's pick without --source)
         entry = TraceEntry(step, _got(o), "", outcome=o)
         self.trace.append(entry)
         if o.could_not_probe:
@@ -697,13 +698,22 @@ class Diagnosis:
 
     # -- output ---------------------------------------------------------------------------------------
 
+    def _fill(self, text: str) -> str:
+        """A fix command with the address the requests left from in place of its placeholder."""
+        return text.replace("<the source address>", self.source) if self.source else text
+
+    def _cause_dict(self, cause: Cause) -> dict[str, Any]:
+        d = cause.as_dict()
+        d["fix"] = [self._fill(x) for x in cause.fix]
+        return d
+
     def to_dict(self, target: str) -> dict[str, Any]:
         c = self.conclusion
         assert c is not None
         return {"schema": 1, "kind": "diagnosis", "target": target, "source": self.source,
                 "steps": [t.as_dict() for t in self.trace],
-                "cause": c.cause.as_dict(), "evidence": list(c.evidence),
-                "remaining": [r.as_dict() for r in c.remaining], "separating_look": c.separating_look,
+                "cause": self._cause_dict(c.cause), "evidence": list(c.evidence),
+                "remaining": [self._cause_dict(r) for r in c.remaining], "separating_look": c.separating_look,
                 "notes": list(c.notes), "degraded": list(c.degraded),
                 "exit_code": c.exit_code, "verdict": VERDICTS[c.exit_code]}
 
@@ -735,11 +745,11 @@ class Diagnosis:
             lines += [f"  - {x}" for x in c.cause.look]
         if c.cause.fix:
             lines.append("Fix:")
-            lines += [f"  {x}" for x in c.cause.fix]
+            lines += [f"  {self._fill(x)}" for x in c.cause.fix]
         for r in c.remaining:
             if r.fix:
                 lines.append(f"Fix if it is {r.code}:")
-                lines += [f"  {x}" for x in r.fix]
+                lines += [f"  {self._fill(x)}" for x in r.fix]
         if c.cause.elsewhere:
             lines.append(f"If this server is not NPS with the MFA extension: {c.cause.elsewhere}")
         if c.degraded:

@@ -105,6 +105,7 @@ def test_silence_names_the_look_that_separates_what_remains() -> None:
     assert [r.code for r in c.remaining] == ["wrong_secret_with_message_authenticator", "filtered"]
     assert c.separating_look is not None and "event 13" in c.separating_look and "event 18" in c.separating_look
     assert any("192.0.2.50" in e for e in c.evidence)  # the source address, to check against the client list
+    assert "-Address 192.0.2.50" in d.render("t") and "-Address 192.0.2.50" in " ".join(d.to_dict("t")["cause"]["fix"])
 
 
 def test_unsigned_replies_degrade_a_healthy_server_unless_allowed() -> None:
