@@ -120,14 +120,14 @@ class _Clients:
     """One RadiusClient per (address, secret): a target's conversations stay on that target."""
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[tuple[str, int], bytes], RadiusClient] = {}
+        self._clients: dict[tuple[tuple[str, int], bytes, str | None], RadiusClient] = {}
         self._lock = asyncio.Lock()
 
-    async def get(self, address: tuple[str, int], secret: bytes) -> RadiusClient:
+    async def get(self, address: tuple[str, int], secret: bytes, source: str | None = None) -> RadiusClient:
         async with self._lock:
-            key = (address, secret)
+            key = (address, secret, source)
             if key not in self._clients:
-                client = RadiusClient(address, secret, clock=time.monotonic)
+                client = RadiusClient(address, secret, clock=time.monotonic, source=source)
                 await client.__aenter__()
                 self._clients[key] = client
             return self._clients[key]
@@ -167,7 +167,7 @@ async def run_check(check: Check, address: tuple[str, int] | str, options: RunOp
         return evaluate(check, local_failure(check, address), options)
     cfg = probe_config(check, address, slow_fraction=options.slow_fraction)
     try:
-        client = await clients.get(address, cfg.secret.value) if clients is not None else None
+        client = await clients.get(address, cfg.secret.value, cfg.source) if clients is not None else None
         outcome = await authenticate(cfg, client, keylog=keylog, tap=tap, resume=resume, method=method)
     except (TlsConfigError, ValueError) as exc:
         if raise_local:

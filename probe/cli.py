@@ -117,6 +117,7 @@ def _add_auth_args(p: argparse.ArgumentParser) -> None:
                    help="add or replace a request attribute (dictionary name; repeatable)")
     n.add_argument("--framed-mtu", type=_positive(int, "--framed-mtu", 100, inclusive=True), default=1500, metavar="N")
     n.add_argument("--nas-identifier", default="radius-probe", metavar="NAME")
+    _add_source_option(n)
     o = p.add_argument_group("output")
     o.add_argument("--expect", default="accept", help=f"expected result: {', '.join(EXPECTATIONS)} (default accept)")
     o.add_argument("--allow-unsigned", action="store_true",
@@ -182,9 +183,38 @@ def build_check(args: argparse.Namespace) -> tuple[Check, tuple[str, int]]:
         if message is not None:
             raise UsageError(message)
     written = target_text(host, port)
-    target = Target(name=written, address=written, host=host, port=port, secret=secret)
+    target = Target(name=written, address=written, host=host, port=port, secret=secret,
+                    source=_source(args, host))
     expect = Expectation(result=args.expect, message_authenticator="optional" if args.allow_unsigned else "required")
     return Check(name="auth", target=target, module=module, expect=expect, source="(command line)"), address
+
+
+def _add_source_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument("--source", metavar="ADDR",
+                   help="send from this local address (NPS knows its RADIUS clients by source address); "
+                        "a probe file's target may set its own source:")
+
+
+def _source(args: argparse.Namespace, host: str = "") -> str | None:
+    """``--source ADDR`` checked (an IP address of the target's family), or None."""
+    from .config import source_problem
+
+    if not getattr(args, "source", None):
+        return None
+    problem = source_problem(args.source, host)
+    if problem is not None:
+        raise UsageError(f"--source {problem}")
+    return str(args.source)
+
+
+def _apply_source(args: argparse.Namespace, checks: Sequence[Check]) -> None:
+    """``run``/``serve --source``: the default for targets that set no ``source:`` of their own."""
+    source = _source(args)
+    if source is None:
+        return
+    for check in checks:
+        if check.target.source is None:
+            check.target.source = source
 
 
 def _open_output(path: str, what: str):  # type: ignore[no-untyped-def]
@@ -252,6 +282,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(issue, file=sys.stderr)
         return EXIT_UNKNOWN
     _cap_deadlines(checks, args.deadline)
+    _apply_source(args, checks)
     outputs = _run_outputs(args)
     options = RunOptions(concurrency=args.concurrency, cert_warn_days=args.cert_warn_days,
                          slow_fraction=args.slow_fraction)
@@ -310,10 +341,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(issue, file=sys.stderr)
         return EXIT_UNKNOWN
     _cap_deadlines(checks, args.deadline)
+    _apply_source(args, checks)
     configure_logging(args.verbose)
     options = RunOptions(concurrency=args.concurrency, cert_warn_days=args.cert_warn_days,
                          slow_fraction=args.slow_fraction)
-    policy = TargetPolicy(tuple(args.allow_target), secret)
+    policy = TargetPolicy(tuple(args.allow_target), secret, source=_source(args))
     return asyncio.run(serve(args.files, checks, options, policy, host, port, grace_s=args.grace,
                              web_config=web_config))
 
@@ -426,6 +458,12 @@ def _run_outputs(args: argparse.Namespace) -> dict[str, str]:
     return paths
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from .diagnose_run import diagnose_command
+
+    return diagnose_command(args)
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     from .emulator.run import run_emulator
 
@@ -470,6 +508,7 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", metavar="F", help="write the checks and their Outcomes as JSON to F ('-': stdout)")
     run.add_argument("--nagios", action="store_true", help="print one monitoring-plugin status line with perfdata")
     _add_check_options(run)
+    _add_source_option(run)
     run.add_argument("--no-progress", action="store_true", help="no live progress line on stderr")
     run.add_argument("--textfile", metavar="F", help="write the run's radius_probe_* metrics to F "
                      "(node_exporter textfile collector, F ending in .prom; written atomically)")
@@ -482,6 +521,7 @@ def make_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", default="127.0.0.1:9812", metavar="ADDR",
                        help="HTTP address (default 127.0.0.1:9812: loopback only)")
     _add_check_options(serve)
+    _add_source_option(serve)
     serve.add_argument("--allow-target", action="append", default=[], metavar="PATTERN",
                        help="/probe may also reach addresses matching PATTERN (glob on HOST:PORT or HOST, or a "
                             "CIDR network); repeatable. Default: only the probe files' targets")
@@ -496,6 +536,20 @@ def make_parser() -> argparse.ArgumentParser:
                        help="allow a non-loopback --listen without --web-config (a firewall or proxy must guard "
                             "the port: /probe of an MFA module sends a push)")
     serve.set_defaults(func=cmd_serve)
+    diag = sub.add_parser("diagnose", help="a short sequence of probes, each chosen by the last, naming ONE cause")
+    _add_auth_args(diag)
+    for action in diag._actions:
+        if action.dest == "identity":  # optional here: without an account only the account-free steps run
+            action.required = False
+            action.help = "a real test account (optional; with --password-file or a certificate)"
+    d = diag.add_argument_group("diagnose")
+    d.add_argument("--allow-push", action="store_true",
+                   help="send the account's right password, which makes the MFA extension push to its phone")
+    d.add_argument("--nas-timeout", type=_positive(float, "--nas-timeout"), default=5.0, metavar="S",
+                   help="the VPN server's RADIUS timeout the approval time is held against (default 5: RRAS's)")
+    d.add_argument("--quick-timeout", type=_positive(float, "--quick-timeout"), default=3.0, metavar="S",
+                   help="seconds per transmission (2 sent) for the steps NPS answers at once (default 3)")
+    diag.set_defaults(func=cmd_diagnose)
     em = sub.add_parser("emulator", help="run the NPS + MFA extension emulator on loopback")
     em.add_argument("--listen", default="127.0.0.1:1812", metavar="ADDR", help="default 127.0.0.1:1812")
     em.add_argument("--config", metavar="F", help="YAML users/behaviours/policies (default: the lab users)")

@@ -52,7 +52,7 @@ MODULE_FIELDS = (
     "pkcs12_password_env", "ca", "server_name", "insecure", "tls_max", "profile", "attrs", "timeout",
     "retries", "window", "late_wait", "deadline", "framed_mtu", "nas_identifier",
 )
-TARGET_FIELDS = ("address", "secret_file", "secret_env", "labels")
+TARGET_FIELDS = ("address", "secret_file", "secret_env", "labels", "source")
 CHECK_FIELDS = ("name", "target", "targets", "module", "expect", "interval")
 EXPECT_FIELDS = ("result", "within", "reply_message", "attributes", "message_authenticator")
 TOP_FIELDS = ("modules", "targets", "checks")
@@ -481,9 +481,32 @@ def _target(r: _Reader, name: str, node: Node, path: str) -> Target | None:
             value = r.text(value_node, _join(path, f"labels.{key}"))
             if value is not None:
                 labels[key] = value
+    source = None
+    if "source" in fields:
+        source = r.text(fields["source"][1], _join(path, "source"), expand=True)
+        problem = source_problem(source or "", host)
+        if problem is not None:
+            r.error(fields["source"][1], _join(path, "source"), problem)
     if len(r.issues) != before or secret is None:
         return None
-    return Target(name, address, host, port, secret, labels)
+    return Target(name, address, host, port, secret, labels, source=source)
+
+
+def source_problem(source: str, host: str = "") -> str | None:
+    """Why ``source`` cannot be the address requests leave from (an IP literal of the target's family), or None."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(source)
+    except ValueError:
+        return f"{source!r} is not an IP address (the local address to send from, e.g. 10.0.0.5)"
+    try:
+        target_version: int | None = ipaddress.ip_address(host).version
+    except ValueError:
+        target_version = None  # a host name: its family is known once resolved
+    if target_version is not None and target_version != ip.version:
+        return f"{source} is IPv{ip.version} but the target {host} is IPv{target_version}"
+    return None
 
 
 def _expectation(r: _Reader, node: Node | None, path: str, dictionary: RadiusDictionary) -> Expectation:

@@ -236,7 +236,8 @@ class Conversation:
         attrs += current.attributes
         if self._state is not None:
             attrs.append((pk.STATE, self._state))
-        request = pk.build_request(identifier, auth, attrs, cfg.secret.value)
+        request = pk.build_request(identifier, auth, attrs, cfg.secret.value,
+                                   message_authenticator=cfg.module.message_authenticator)
         self._released.pop()  # built: the Identifier is released with its request when the round ends
         self.round = Round(request, cfg.policy, cfg.secret.value, previous)
 

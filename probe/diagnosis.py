@@ -31,10 +31,12 @@ _ESTS = (
     "the extension certificate is missing or expired, or Entra is unreachable from NPS"
 )
 _ESTS_CHECKS = (
-    "NPS event 6274 (request discarded) and AuthZ event 3 in Applications and Services Logs > "
-    "Microsoft > AzureMfa > AuthZ",
-    "Get-MsolServicePrincipal -AppPrincipalId <id> for both principals; Set-MsolServicePrincipal "
-    "-AccountEnabled $True if disabled, then Restart-Service IAS",
+    "Security event 6274 (request discarded) with reason 9 and AuthZ event 3 in Applications and Services "
+    "Logs > Microsoft > AzureMfa > AuthZ",
+    "Microsoft Graph PowerShell (MSOnline is retired), for BOTH principals: Get-MgServicePrincipal -Filter "
+    "\"appId eq '981f26a1-7f43-403b-a875-f8b09b8cd720'\" | Select DisplayName,AccountEnabled,Id (and the same "
+    "for '1f5530b3-261a-47a9-b357-ded261e17918'); Update-MgServicePrincipal -ServicePrincipalId <Id> "
+    "-AccountEnabled:$true for a disabled one, then Restart-Service IAS",
     "the extension certificate in the NPS computer store (Local Computer > Personal) and its expiry; "
     "rerun AzureMfaNpsExtnConfigSetup.ps1 to renew it",
 )
@@ -65,6 +67,16 @@ CATALOGUE: dict[str, Entry] = {
             ),
         ),
         Entry(
+            "expectation_unmet",
+            "The answer was the expected kind, but the check's expectation failed",
+            "the expected result came, in time, and an expectation on it (Reply-Message, an attribute such as "
+            "Class, a time bound) did not hold",
+            ("the network policy that matched returns other attributes than the check expects (a different "
+             "policy matched, or the policy changed)",),
+            ("NPS event 6272 names the network policy that matched; compare its Settings > RADIUS Attributes "
+             "with the check's expect:",),
+        ),
+        Entry(
             "no_reply",
             "No reply at all",
             "the first Access-Request and all its retransmissions unanswered",
@@ -82,6 +94,7 @@ CATALOGUE: dict[str, Entry] = {
                 "NPS events 13, 14, 17, 18, 6274 in the System and Security logs",
                 "probe a user who is NOT enrolled or has a wrong password: a reject proves the "
                 "client and secret are right and points at the extension",
+                "`radius-probe diagnose TARGET` asks these questions in order and names one cause",
             ),
         ),
         Entry(

@@ -189,6 +189,7 @@ class TargetPolicy:
 
     patterns: tuple[str, ...] = ()
     secret: Secret | None = field(default=None, repr=False)
+    source: str | None = None  # serve --source: the address /probe's ad-hoc targets send from
 
     def allows(self, host: str, port: int) -> bool:
         return any(_matches(pattern, host, port) for pattern in self.patterns)
@@ -209,7 +210,7 @@ class TargetPolicy:
                     f"pattern: nothing was sent")
         if self.secret is None:
             return f"target {wanted!r} is allowed but serve has no --secret-file for it: nothing was sent"
-        return Target(name=wanted, address=wanted, host=host, port=port, secret=self.secret)
+        return Target(name=wanted, address=wanted, host=host, port=port, secret=self.secret, source=self.source)
 
 
 def _matches(pattern: str, host: str, port: int) -> bool:
@@ -304,6 +305,9 @@ class ProbeService:
                 return False
             if self.stopping:
                 return False  # shutting down: the old configuration just finishes
+            for check in checks:  # serve --source stays the default for targets without their own source:
+                if check.target.source is None:
+                    check.target.source = self.policy.source
             self._adopt(checks)
             return True
 

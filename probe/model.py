@@ -69,6 +69,7 @@ class Module:
     window_s: float = DEFAULT_WINDOW_S
     framed_mtu: int = 1500
     nas_identifier: str = "radius-probe"
+    message_authenticator: bool = True  # sign requests (False only for diagnose's Blast-RADIUS posture probe)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Target:
     port: int
     secret: Secret
     labels: dict[str, str] = field(default_factory=dict)
+    source: str | None = None  # the address requests leave from (NPS knows clients by it); None: the OS picks
 
 
 @dataclass
@@ -131,12 +133,12 @@ class ProbeConfig:
     Module from those keywords, once.
     """
 
-    __slots__ = ("module", "address", "secret", "_target", "expectation", "slow_fraction", "max_rounds")
+    __slots__ = ("module", "address", "secret", "_target", "expectation", "slow_fraction", "max_rounds", "source")
 
     def __init__(self, module: Module | None = None, address: tuple[str, int] = ("127.0.0.1", 1812),
                  secret: Secret | None = None, target: str = "", expectation: Expectation | None = None,
                  slow_fraction: float = DEFAULT_SLOW_FRACTION, max_rounds: int | None = None,
-                 **legacy: Any) -> None:
+                 source: str | None = None, **legacy: Any) -> None:
         if module is None:
             module = _legacy_module(legacy)
             if expectation is None:
@@ -150,6 +152,7 @@ class ProbeConfig:
         self.expectation = expectation if expectation is not None else Expectation()
         self.slow_fraction = slow_fraction
         self.max_rounds = max_rounds  # None: scaled to the Framed-MTU (small fragments need more rounds)
+        self.source = source  # the local address to send from (--source / a target's source:); None: any
 
     def __repr__(self) -> str:
         return (f"ProbeConfig(module={self.module!r}, address={self.address!r}, secret={self.secret!r}, "
@@ -235,4 +238,4 @@ def probe_config(check: Check, address: tuple[str, int], *,
                  slow_fraction: float = DEFAULT_SLOW_FRACTION) -> ProbeConfig:
     """THE one way the conversation's input is built (run, serve, /probe, auth, demo)."""
     return ProbeConfig(check.module, address, check.target.secret, target=check.target.address,
-                       expectation=check.expect, slow_fraction=slow_fraction)
+                       expectation=check.expect, slow_fraction=slow_fraction, source=check.target.source)

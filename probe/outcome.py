@@ -81,6 +81,7 @@ class Outcome:
     target: str
     method: str
     identity: str
+    source: str | None = None  # the local address the requests left from (NPS knows its clients by it)
     result: Result = "error"
     error_kind: ErrorKind | None = None
     error_detail: str | None = None

@@ -38,7 +38,7 @@ def verdict(o: Outcome) -> str:
 
 def summary(o: Outcome) -> str:
     """The one-screen answer of ``radius-probe auth`` (a judged Outcome: its verdict is the exit code's)."""
-    lines = [f"{o.method} {o.identity!r} -> {o.target}"]
+    lines = [f"{o.method} {o.identity!r} -> {o.target}" + (f" from {o.source}" if o.source else "")]
     result = o.result.upper() + (f" ({o.error_kind}: {o.error_detail})" if o.error_kind else "")
     lines.append(f"  Result        {result}")
     lines.append(f"  Expected      {o.expected}: {'met' if o.expectation_met else 'NOT met'}  [{verdict(o)}]")
@@ -175,12 +175,21 @@ def _junit_case(suite: ET.Element, r: CheckResult) -> None:
 _NAGIOS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 
 
+def _first_finding(r: CheckResult) -> str:
+    """What made the check non-OK, for one-line summaries: the failing expectation itself, or the first code."""
+    if not r.outcome.diagnosis:
+        return ""
+    code = str(r.outcome.diagnosis[0]["code"])
+    if code == "expectation_unmet" and r.failures:
+        return f" ({r.failures[0]})"
+    return f" ({code})"
+
+
 def nagios(results: Sequence[CheckResult], exit_code: int, slow_fraction: float) -> str:
     """Monitoring-plugin output: the status line with perfdata, then one line per non-OK check."""
     bad = [r for r in results if r.verdict != "OK"]
     if bad:
-        text = "; ".join(f"{r.check.name}@{r.check.target.name} {r.verdict}"
-                         + (f" ({r.outcome.diagnosis[0]['code']})" if r.outcome.diagnosis else "") for r in bad)
+        text = "; ".join(f"{r.check.name}@{r.check.target.name} {r.verdict}" + _first_finding(r) for r in bad)
     else:
         text = f"{len(results)} check(s) OK"
     names = [r.check.name for r in results]

@@ -91,6 +91,8 @@ def judge_outcome(o: Outcome, expectation: Expectation, options: JudgeOptions = 
         failures = [_unmet(o, expectation, codes)]
     else:
         failures = _expectation_failures(expectation, o, options.dictionary or default_dictionary())
+        if failures:  # the answer was the expected kind: what failed is the expectation, said first
+            codes.insert(0, ("expectation_unmet", "; ".join(failures)))
     o.expectation_met = not failures
     degraded = []
     if o.expectation_met and answered and o.final_response_s is not None \
@@ -99,9 +101,16 @@ def judge_outcome(o: Outcome, expectation: Expectation, options: JudgeOptions = 
                         f"of the {o.window_s:g} s window")
     degraded += [text for _, text in states]
     o.degraded = degraded
-    codes += [(code, None if code == "message_authenticator_absent" else text) for code, text in states]
+    state_codes = [(code, None if code == "message_authenticator_absent" else text) for code, text in states]
+    # A met expectation's own answer (the OTP challenge it expected) is no finding: what degraded it comes first.
+    codes = (state_codes + codes) if o.expectation_met and degraded and not _slow_first(codes) else codes + state_codes
     o.diagnosis = [entry(code).render(detail) for code, detail in codes]  # each code at most once by construction
     return Judgement(tuple(failures), tuple(degraded), o.exit_code)
+
+
+def _slow_first(codes: list[tuple[str, str | None]]) -> bool:
+    """A slow answer is itself the degraded state: it stays first."""
+    return any(code == "slow_answer" for code, _ in codes)
 
 
 def _unmet(o: Outcome, expectation: Expectation, codes: list[tuple[str, str | None]]) -> str:
@@ -208,8 +217,9 @@ def diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | N
         elif eap and o.round_trips > 1:
             codes.append(("eap_stalled", "; ".join(filter(None, (
                 f"unanswered after {o.round_trips - 1} answered round(s)", loss)))))
-        else:
-            codes.append(("no_reply", loss))
+        else:  # name the address the request left from: NPS knows its clients by it
+            sent_from = f"sent from {o.source}" if o.source else None
+            codes.append(("no_reply", "; ".join(filter(None, (sent_from, loss))) or None))
     elif o.result == "reject":
         details = [o.eap_detail] if o.eap_detail else []
         details += [f"Reply-Message: {o.reply_message!r}"] if o.reply_message else []

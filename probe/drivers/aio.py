@@ -164,8 +164,9 @@ class RadiusClient:
     """Client side of one RADIUS server address (a pool of sockets connected to it)."""
 
     def __init__(self, address: tuple[str, int], secret: bytes, *, clock: Clock = time.monotonic,
-                 tap: Tap | None = None) -> None:
+                 tap: Tap | None = None, source: str | None = None) -> None:
         self.address = address
+        self.source = source  # bind every socket to (source, 0) before connecting: NPS knows clients by it
         self.tap = tap
         self._secret = secret
         self.clock = clock
@@ -207,6 +208,8 @@ class RadiusClient:
         try:
             sock.setblocking(False)
             recverr = enable_recverr(sock)
+            if self.source:
+                sock.bind((self.source, 0))  # --source: NPS knows its clients by the source address
             sock.connect(self.address)  # connected: replies only from the server, ICMP errors surface
             peer = sock.getpeername()[:2]  # the address ICMP errors must be about
             _, proto = await loop.create_datagram_endpoint(
@@ -276,6 +279,7 @@ class RadiusClient:
 
         sock: _Socket | None = None
         try:
+            conv.outcome.source = self.local_address[0]
             conv.start(self.clock())
             while not conv.done:
                 free_released()  # before a new round takes an Identifier, as an exchange released its own
@@ -321,7 +325,8 @@ async def authenticate(cfg: ProbeConfig, client: RadiusClient | None = None, *,
         method = make_method(cfg, keylog)
     if client is not None:
         return await _authenticate(cfg, client, method, keylog, resume)
-    async with RadiusClient(cfg.address, cfg.secret.value, clock=time.monotonic, tap=tap) as own:
+    async with RadiusClient(cfg.address, cfg.secret.value, clock=time.monotonic, tap=tap,
+                            source=cfg.source) as own:
         return await _authenticate(cfg, own, method, keylog, resume)
 
 

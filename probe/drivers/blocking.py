@@ -63,6 +63,8 @@ def _converse(cfg: ProbeConfig, method: Method, sock: socket.socket, tap: Tap | 
     connect_error: OSError | None = None
     local: tuple[str, int] = ("0.0.0.0", 0)
     try:
+        if cfg.source:
+            sock.bind((cfg.source, 0))  # NPS knows its clients by source address (--source)
         sock.connect(remote)  # connected: ICMP errors surface on this socket, replies only from the server
         local = sock.getsockname()[:2]
         remote = sock.getpeername()[:2]  # the resolved peer: what ICMP errors must be about
@@ -70,6 +72,7 @@ def _converse(cfg: ProbeConfig, method: Method, sock: socket.socket, tap: Tap | 
         connect_error = exc
     recverr = connect_error is None and enable_recverr(sock)
     conv = Conversation(cfg, method, nas_ip=local[0])
+    conv.outcome.source = local[0] if connect_error is None else cfg.source
     previous: dict[int, Packet] = {}  # the last request of each Identifier, so straggling answers are strays
     next_ident = 0
     strays = 0

@@ -10,6 +10,32 @@ has accepted the first factor:
 - ``not_found``      user not in Entra -> Access-Reject (event 6273, reason 21)
 - ``not_enrolled``   no MFA method: Reject when REQUIRE_USER_MATCH is true, else Accept
 - ``none``           no MFA (as for a NAS in IP_WHITELIST) -> Access-Accept
+- ``unanswered``     the push is never answered: after ``delay`` seconds (say 60) Access-Reject, reason 21
+                     (whether the real extension rejects or discards a timed-out push is not documented [?])
+- ``foreign_tenant`` the UPN's tenant is not the extension's: AccessDenied "Caller tenant doesn't have access
+                     permissions" -> Access-Reject, reason 21
+``deny`` also waits ``delay`` seconds (a person takes time to press Deny).
+
+Causes ``radius-probe diagnose`` names, and the key that plants each (real-world counterpart in brackets):
+
+- ``clients: [127.0.0.1/32]`` and a probe sending ``--source 127.0.0.2``: unknown client [no RADIUS client
+  entry for the VPN server's address: System event 13, silent drop]
+- ``secret:`` other than the probe's: wrong secret [signed requests: event 18, silent drop; unsigned ones
+  are answered with a reply that does not verify]
+- ``require_message_authenticator: true``: [KB5040268 ``requiremsgauth``: an unsigned request is dropped,
+  event 17]
+- a user with ``mfa: discard``: ESTS_TOKEN_ERROR [a disabled service principal 981f26a1-... / 1f5530b3-...
+  or the extension certificate: Security 6274 reason 9, AuthZ event 3, no reply]
+- ``mfa: deny`` / ``unanswered`` with a ``delay``: push denied / not answered [6273 reason 21]
+- ``mfa: otp``: OTP over PAP (Access-Challenge); the same user over EAP fails [a TOTP user and extension
+  >= 1.2.2216.1; OVERRIDE_NUMBER_MATCHING_WITH_OTP]
+- ``mfa: not_enrolled`` with ``require_user_match: true|false`` [REQUIRE_USER_MATCH]
+- ``ip_whitelist: [127.0.0.1]``: MFA skipped by NAS-IP-Address (never the source address); a request
+  without NAS-IP-Address logs event 4 (IP_WHITE_LIST_WARNING) and gets MFA [IP_WHITELIST]
+- ``max_reply_size: N``: replies larger than N bytes are lost on the way back [a path that drops IP
+  fragments of large Access-Challenges; a smaller Framed-MTU gets through]
+- ``eap: {methods: [...]}`` without the probe's method: [the network policy does not offer it, reason 22]
+- a request without User-Name: REQUEST_FORMAT_ERROR [discarded]
 
 ``limits:`` bounds every table, cache and history (see :mod:`probe.emulator.limits`
 for the defaults): ``max_conversations``, ``max_tls_conversations``,
@@ -32,7 +58,7 @@ from ..radius.dictionary import DictionaryError, default_dictionary
 from .fast_reconnect import DEFAULT_FAST_RECONNECT_LIFETIME_S, DEFAULT_FAST_RECONNECT_SESSIONS
 from .limits import EmulatorLimits
 
-BEHAVIOURS = ("approve", "deny", "discard", "otp", "not_found", "not_enrolled", "none")
+BEHAVIOURS = ("approve", "deny", "discard", "otp", "not_found", "not_enrolled", "none", "unanswered", "foreign_tenant")
 DEFAULT_SECRET = "radius-probe-lab"
 DEFAULT_PASSWORD = "Passw0rd!"
 DEFAULT_OTP = "123456"
@@ -102,6 +128,7 @@ class EmulatorConfig:
     users: dict[str, EmulatedUser] = field(default_factory=dict)
     eap: EapSettings | None = None
     limits: EmulatorLimits = field(default_factory=EmulatorLimits)
+    max_reply_size: int | None = None  # replies larger than this are lost on the path (dropped IP fragments)
 
     def scaled(self, hold_factor: float, max_hold_s: float | None = None) -> "EmulatorConfig":
         """A copy with approval delays scaled/capped (the demo shortens holds)."""
@@ -179,7 +206,7 @@ def load_config(path: Path) -> EmulatorConfig:
 def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) -> EmulatorConfig:
     known = {"secret", "secret_file", "require_message_authenticator", "require_user_match", "sign_replies",
              "duplicate_hold", "clients", "ip_whitelist", "deny_message", "otp_prompt", "users",
-             "default_users", "eap", "limits"}
+             "default_users", "eap", "limits", "max_reply_size"}
     for key in doc:
         _need(key in known, f"{where}: {key}", f"unknown field (known: {', '.join(sorted(known))})")
     cfg = EmulatorConfig()
@@ -222,6 +249,11 @@ def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) 
             except ValueError:
                 raise EmulatorConfigError(f"{where}: ip_whitelist: {item!r} is not an IPv4 address") from None
         cfg.ip_whitelist = [str(i) for i in doc["ip_whitelist"] or []]
+    if "max_reply_size" in doc:
+        size = doc["max_reply_size"]
+        _need(isinstance(size, int) and not isinstance(size, bool) and 20 <= size <= 4096,
+              f"{where}: max_reply_size", f"must be a number of bytes from 20 to 4096, not {size!r}")
+        cfg.max_reply_size = size
     for text_field in ("deny_message", "otp_prompt"):
         if text_field in doc:
             setattr(cfg, text_field, str(doc[text_field]))

@@ -41,6 +41,8 @@ def describe(config: EmulatorConfig) -> str:
     ]
     if config.ip_whitelist:
         policies.append("IP_WHITELIST: " + ", ".join(config.ip_whitelist))
+    if config.max_reply_size is not None:
+        policies.append(f"replies over {config.max_reply_size} bytes are lost on the path")
     if config.eap is not None:
         e = config.eap
         policies.append(f"EAP: {', '.join(e.methods)} (PEAP inner {', '.join(e.peap_inner)}), "

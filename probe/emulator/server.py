@@ -106,6 +106,8 @@ class NpsEmulator(asyncio.DatagramProtocol):
         self._reply_attrs = {name: encode_pairs(u.reply, self.dictionary) for name, u in config.users.items()}
         self.requests = 0
         self.stats = EmulatorStats()
+        # users the extension began MFA for (push, call, OTP), latest last: tests count pushes (capped like events)
+        self.mfa_started: deque[str] = deque(maxlen=self.limits.events_history)
         if eap_policy is None and config.eap is not None:
             eap_policy = config.eap.policy()
         self._eap_policy = eap_policy
@@ -354,7 +356,12 @@ class NpsEmulator(asyncio.DatagramProtocol):
         if nas_ip is not None and len(nas_ip) == 4 and str(ipaddress.IPv4Address(nas_ip)) in self.config.ip_whitelist:
             self._accept(ans, user, "NAS-IP-Address in IP_WHITELIST: MFA skipped")
             return
+        if nas_ip is None and self.config.ip_whitelist:
+            self._event(4, None, user.name, "IP_WHITE_LIST_WARNING: no NAS-IP-Address, IP_WHITELIST not applied")
         mfa = user.mfa
+        no_mfa = ("none", "not_enrolled", "not_found", "foreign_tenant", "discard")
+        if mfa not in no_mfa and not (mfa == "otp" and ans.eap):
+            self.mfa_started.append(user.name)
         if mfa == "none":
             self._accept(ans, user, "no MFA for this user")
         elif mfa == "approve":
@@ -367,7 +374,12 @@ class NpsEmulator(asyncio.DatagramProtocol):
                 return
             self._later(user.delay_s, self._accept, ans, user, f"MFA approved after {user.delay_s:g} s")
         elif mfa == "deny":
-            self._reject(ans, user.name, 21, "MFA denied by the user", self.config.deny_message)
+            self._later(user.delay_s, self._reject, ans, user.name, 21, "MFA denied by the user",
+                        self.config.deny_message)
+        elif mfa == "unanswered":
+            self._later(user.delay_s, self._reject, ans, user.name, 21, "MFA push not answered: timed out [?]")
+        elif mfa == "foreign_tenant":
+            self._reject(ans, user.name, 21, "AccessDenied: Caller tenant doesn't have access permissions")
         elif mfa == "discard":
             self._event(6274, None, user.name, "ESTS_TOKEN_ERROR: the extension could not get a token: "
                         "request discarded (AuthZ event 3)")
@@ -448,6 +460,11 @@ class NpsEmulator(asyncio.DatagramProtocol):
             self.config.sign_replies == "auto" and any(t == pk.EAP_MESSAGE for t, _ in attrs)
         )
         data = pk.build_reply(code, ans.request, attrs, self.config.secret, message_authenticator=sign)
+        if self.config.max_reply_size is not None and len(data) > self.config.max_reply_size:
+            self._event(4402, None, None, f"reply of {len(data)} bytes lost on the path (max_reply_size "
+                        f"{self.config.max_reply_size}: dropped fragments)")
+            self._done(ans.key)
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(data, ans.addr)
         if code != pk.ACCESS_CHALLENGE:

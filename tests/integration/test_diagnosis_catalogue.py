@@ -634,6 +634,19 @@ def mfa_not_enforced(lab: Lab) -> Outcome:
     return o
 
 
+def expectation_unmet(lab: Lab) -> Outcome:
+    """alice is accepted with Class radius-probe-alice; the check expects another Class (another policy matched)."""
+    from probe.model import Expectation
+    from probe.verdict import JudgeOptions, judge_outcome
+
+    o, _ = pap_against("alice")
+    judge_outcome(o, Expectation(result="accept", attributes={"Class": ["radius-probe-vpn"]},
+                                 message_authenticator="required"), JudgeOptions(cert_warn_days=None))
+    assert not o.expectation_met
+    assert [d["code"] for d in o.diagnosis][:2] == ["expectation_unmet", "message_authenticator_absent"]
+    return o
+
+
 # code -> (producer, result, error_kind)
 PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "nps_discard_after_primary_auth": (nps_discard_after_primary_auth, "discard", None),
@@ -669,6 +682,7 @@ PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "eap_stalled": (eap_stalled, "discard", None),
     "server_refused_tls": (server_refused_tls, "reject", None),
     "mfa_not_enforced": (mfa_not_enforced, "accept", None),
+    "expectation_unmet": (expectation_unmet, "accept", None),
 }
 
 
