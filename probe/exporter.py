@@ -365,10 +365,12 @@ class ProbeService:
 def shortened(module: Module, budget_s: float | None) -> Module:
     """The module with every wait cut to ``budget_s`` (a scrape timeout), retransmission count kept."""
     p = module.policy
-    if budget_s is None or p.listen_until_s <= budget_s:
+    if budget_s is None or max(p.listen_until_s, p.total_deadline_s) <= budget_s:
         return module
     per_try = min(p.timeout_s, budget_s / (p.retries + 1))
-    return replace(module, policy=RetryPolicy(timeout_s=per_try, retries=p.retries, listen_s=budget_s))
+    deadline = min(p.total_deadline_s, budget_s)  # a --deadline cap or deadline: shorter than the budget stays
+    return replace(module, policy=RetryPolicy(timeout_s=per_try, retries=p.retries,
+                                              listen_s=min(p.listen_until_s, budget_s), deadline_s=deadline))
 
 
 # ---------------------------------------------------------------------------
