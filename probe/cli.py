@@ -347,7 +347,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          slow_fraction=args.slow_fraction)
     policy = TargetPolicy(tuple(args.allow_target), secret, source=_source(args))
     return asyncio.run(serve(args.files, checks, options, policy, host, port, grace_s=args.grace,
-                             web_config=web_config))
+                             web_config=web_config, prepare=lambda loaded: _cap_deadlines(loaded, args.deadline)))
 
 
 def _loopback(host: str) -> bool:

@@ -14,7 +14,8 @@ from its first transmission): ``next_deadline`` never lies past it, a round stil
 is cut (silent for one timeout, or half the deadline: a discard with a warning;
 otherwise ``deadline``), and no round begins after it.  What the server sends is bounded
 too: the round limit (``ProbeConfig.round_limit``), a few invalid replies kept
-per round (all counted in ``Outcome.ignored_replies``), one copy of each warning.
+per round (all counted in ``Outcome.ignored_replies``), a few strays per round (datagrams whose
+Identifier matches no request in flight, all counted in ``Outcome.stray_replies``), one copy of each warning.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .outcome import AttemptRecord, ErrorKind, Outcome
 from .radius import packet as pk
 from .radius.dictionary import RadiusDictionary, default_dictionary
 from .radius.profiles import NasContext, nas_attributes
-from .radius.transport import Disposition, Exchange, RetryPolicy, Round
+from .radius.transport import STRAY_MISIDENTIFIED, Disposition, Exchange, RetryPolicy, Round
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class Conversation:
             for ident, request in conv.released(): free(ident, request)
             wait until conv.next_deadline for a datagram -> conv.receive(data, clock())
                                          or an ICMP error -> conv.unreachable(detail, clock())
+                 (a datagram for another Identifier -> conv.stray(data, clock(), previous_request_of(its ident)))
         for ident, request in conv.released(): free(ident, request)
         outcome = conv.outcome                   # complete, not yet judged
 
@@ -154,6 +156,21 @@ class Conversation:
         if self.done or self.round is None:
             return Disposition.DUPLICATE
         result = self._guard(now, self._receive, data, now)
+        return result if result is not None else Disposition.DUPLICATE
+
+    def stray(self, data: bytes, now: float, previous: pk.Packet | None = None) -> Disposition:
+        """A datagram on this conversation's socket whose Identifier no request in flight of ours carries.
+
+        ``previous``: the request the driver last released for the datagram's Identifier (None if none),
+        so a straggling answer to it stays a plain stray.  Counted in the round (and the Outcome's
+        ``stray_replies``); it never ends the wait.
+        """
+        if self.done:
+            return Disposition.DUPLICATE
+        if self.round is None:  # between rounds: nothing to classify it against
+            self.outcome.stray_replies += 1
+            return Disposition.STRAY
+        result = self._guard(now, self.round.stray, data, now, previous)
         return result if result is not None else Disposition.DUPLICATE
 
     def unreachable(self, detail: str, now: float) -> None:
@@ -319,6 +336,13 @@ class Conversation:
         o, t0 = self.outcome, self._t0
         o.retransmissions += ex.retransmissions
         o.ignored_replies += ex.ignored_total
+        o.stray_replies += ex.stray_total
+        misidentified = next((d for _, kind, d in ex.strays if kind == STRAY_MISIDENTIFIED), None)
+        if misidentified is not None:
+            note = (f"the server answered a request with another Identifier (round {o.round_trips}: {misidentified}); "
+                    f"such answers are never accepted")
+            if not any(w.startswith("the server answered a request with another Identifier") for w in o.warnings):
+                o.warnings.append(note)  # one copy per conversation
         for i, sent in enumerate(ex.sent):
             last = i == len(ex.sent) - 1
             rec = AttemptRecord(round=o.round_trips, sent_s=sent - t0, retransmission=i)
@@ -329,6 +353,8 @@ class Conversation:
             if last:
                 rec.ignored = [f"{when - t0:.3f}s {kind}: {detail}" for when, kind, detail in ex.ignored]
                 rec.ignored_total = ex.ignored_total
+                rec.strays = [f"{when - t0:.3f}s {kind}: {detail}" for when, kind, detail in ex.strays]
+                rec.stray_total, rec.stray_unmatched = ex.stray_total, ex.stray_unmatched
             o.attempts.append(rec)
 
 

@@ -98,6 +98,24 @@ CATALOGUE: dict[str, Entry] = {
             ),
         ),
         Entry(
+            "replies_match_no_request",
+            "The server answered, but with Identifiers that match no request in flight",
+            "the final Access-Request unanswered while replies reached its socket carrying an Identifier that "
+            "no request in flight carries (and that are no straggling answers to an earlier request with that "
+            "Identifier); a reply whose Response Authenticator verifies against our request under its own "
+            "Identifier is noted as an answer with another Identifier",
+            (
+                "a broken server or proxy that puts another Identifier in its replies than the request carried",
+                "a NAT, load balancer or RADIUS proxy that rewrites Identifiers (and maps them back wrongly)",
+                "replies meant for another client that shares this probe's source address and port behind a NAT",
+            ),
+            (
+                "capture with --pcap and compare each Access-Request's Identifier with the Identifier of its reply",
+                "probe the server directly, bypassing the NAT / proxy / load balancer, and compare",
+                "the strays kept in attempts[].strays here (Identifier, code and what each one answers)",
+            ),
+        ),
+        Entry(
             "nps_reject_after_primary_auth",
             "Access-Reject on the final round after the first factor succeeded",
             "earlier rounds answered, the final Access-Request answered with Access-Reject",

@@ -44,7 +44,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -254,8 +254,11 @@ class ProbeService:
     """Holds the running configuration and everything the endpoints read."""
 
     def __init__(self, paths: Sequence[str], options: RunOptions, policy: TargetPolicy, *,
-                 grace_s: float = DEFAULT_GRACE_S, max_jitter_s: float | None = None) -> None:
+                 grace_s: float = DEFAULT_GRACE_S, max_jitter_s: float | None = None,
+                 prepare: Callable[[list[Check]], None] | None = None) -> None:
         self.paths = list(paths)
+        # What the front door did to the checks it loaded first (``serve --deadline``'s cap), done to every reload's.
+        self.prepare = prepare
         self.options = options
         self.policy = policy
         self.grace_s = grace_s
@@ -295,7 +298,7 @@ class ProbeService:
         async with self._reload_lock:
             self._reload_queued = False
             try:
-                checks = await asyncio.to_thread(load_probe_files, self.paths)
+                checks = await asyncio.to_thread(self._load)
             except ProbeFileError as exc:
                 self.metrics.reloaded(False, None)
                 for issue in exc.issues:
@@ -310,6 +313,13 @@ class ProbeService:
                     check.target.source = self.policy.source
             self._adopt(checks)
             return True
+
+    def _load(self) -> list[Check]:
+        """The probe files as the first load made them: read, then ``prepare``d (e.g. capped by --deadline)."""
+        checks = load_probe_files(self.paths)
+        if self.prepare is not None:
+            self.prepare(checks)
+        return checks
 
     def trim(self, why: str) -> None:
         """gc.collect() + malloc_trim(0): glibc keeps what OpenSSL freed unless asked (probe/memory.py)."""
@@ -359,10 +369,12 @@ class ProbeService:
 def shortened(module: Module, budget_s: float | None) -> Module:
     """The module with every wait cut to ``budget_s`` (a scrape timeout), retransmission count kept."""
     p = module.policy
-    if budget_s is None or p.listen_until_s <= budget_s:
+    if budget_s is None or max(p.listen_until_s, p.total_deadline_s) <= budget_s:
         return module
     per_try = min(p.timeout_s, budget_s / (p.retries + 1))
-    return replace(module, policy=RetryPolicy(timeout_s=per_try, retries=p.retries, listen_s=budget_s))
+    deadline = min(p.total_deadline_s, budget_s)  # a --deadline cap or deadline: shorter than the budget stays
+    return replace(module, policy=RetryPolicy(timeout_s=per_try, retries=p.retries,
+                                              listen_s=min(p.listen_until_s, budget_s), deadline_s=deadline))
 
 
 # ---------------------------------------------------------------------------
@@ -588,11 +600,14 @@ async def _trim_periodically(service: ProbeService, interval_s: float) -> None:
 
 async def serve(paths: Sequence[str], checks: Sequence[Check], options: RunOptions, policy: TargetPolicy,
                 host: str, port: int, *, grace_s: float = DEFAULT_GRACE_S, web_config: WebConfig | None = None,
-                trim_interval_s: float = TRIM_INTERVAL_S) -> int:
+                trim_interval_s: float = TRIM_INTERVAL_S, prepare: Callable[[list[Check]], None] | None = None) -> int:
     """Serve ``checks`` (loaded from ``paths``) until SIGTERM/SIGINT; SIGHUP reloads ``paths``.
 
+    ``prepare``: what the caller did to ``checks`` after loading them (``serve --deadline``'s cap); every
+    reload's checks get it too, so a SIGHUP never drops it.
+
     Returns the process exit code: 0 after a clean stop, 3 when the address cannot be bound."""
-    service = ProbeService(paths, options, policy, grace_s=grace_s)
+    service = ProbeService(paths, options, policy, grace_s=grace_s, prepare=prepare)
     runner = web.AppRunner(build_app(service, web_config), access_log=None, shutdown_timeout=service.grace_s,
                            logger=HttpErrorLog(logging.getLogger("aiohttp.server")))
     await runner.setup()

@@ -74,6 +74,9 @@ class AttemptRecord:
     late: bool = False
     ignored: list[str] = field(default_factory=list)  # the first few invalid replies (probe.radius.transport)
     ignored_total: int = 0  # every invalid reply of the round, kept or not
+    strays: list[str] = field(default_factory=list)  # the first few replies whose Identifier matched no request
+    stray_total: int = 0  # every stray of the round, kept or not
+    stray_unmatched: int = 0  # kept strays that answer no earlier request (not stragglers after a retransmission)
 
 
 @dataclass
@@ -108,6 +111,7 @@ class Outcome:
     diagnosis: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[AttemptRecord] = field(default_factory=list)
     ignored_replies: int = 0  # replies that failed verification, over every round (each round keeps a few)
+    stray_replies: int = 0  # datagrams whose Identifier matched no request in flight, over every round
     # The state a TLS/EAP error was raised in (e.g. the TLS session state), when the method knows it.
     error_state: str | None = None
     # Set by the conversation: rounds answered before the final one (first factor done).

@@ -23,6 +23,7 @@ from .methods import METHODS
 from .model import DEFAULT_SLOW_FRACTION, Expectation
 from .outcome import EXIT_DEGRADED, EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, VERDICTS, ErrorKind, Outcome
 from .radius.dictionary import DictionaryError, RadiusDictionary, default_dictionary
+from .radius.transport import STRAY_PREVIOUS
 
 DEFAULT_CERT_WARN_DAYS = 30
 ANSWERED = ("accept", "reject", "challenge")
@@ -211,8 +212,14 @@ def diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | N
     spec = METHODS.get(o.method)
     eap = spec is not None and spec.eap
     if o.result == "discard":
-        loss = loss_note(sum(1 for a in o.attempts if a.round == o.round_trips))
-        if o.primary_auth_done:
+        final = [a for a in o.attempts if a.round == o.round_trips]
+        loss = loss_note(len(final))
+        unmatched = sum(a.stray_unmatched for a in final)
+        if unmatched:  # the server did answer: not silence, whatever round it was
+            kept = next((s for a in final for s in a.strays if f" {STRAY_PREVIOUS}: " not in s), None)
+            codes.append(("replies_match_no_request", "; ".join(filter(None, (
+                f"{unmatched} repl(ies) to round {o.round_trips} matched no request in flight", kept)))))
+        elif o.primary_auth_done:
             codes.append(("nps_discard_after_primary_auth", loss))
         elif eap and o.round_trips > 1:
             codes.append(("eap_stalled", "; ".join(filter(None, (

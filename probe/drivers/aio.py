@@ -5,7 +5,8 @@
 - a round's retransmissions leave from the socket (source port) of its first send;
 - replies are routed by Identifier to the round waiting on it; datagrams for an
   Identifier nobody waits on, and answers to an Identifier's previous request,
-  are counted as strays;
+  are counted as strays, and a datagram for an Identifier nobody waits on is handed
+  (``stray``) to every machine waiting on the socket, so the Outcome counts it too;
 - an ICMP unreachable is read from the socket's error queue (``IP_RECVERR``, see
   ``probe.drivers.icmp``): only one about the target, quoting a request in flight,
   ends the round that sent it (with an empty quote: every round on that socket);
@@ -41,6 +42,8 @@ class _Machine(Protocol):
     def done(self) -> bool: ...
 
     def receive(self, data: bytes, now: float) -> Disposition: ...
+
+    def stray(self, data: bytes, now: float, previous: Packet | None = None) -> Disposition: ...
 
     def unreachable(self, detail: str, now: float) -> None: ...
 
@@ -118,6 +121,12 @@ class _Socket(asyncio.DatagramProtocol):
         waiter = self.pending.get(data[1]) if len(data) >= 2 else None
         if waiter is None:
             self.stray += 1
+            # Every machine waiting on this socket is told (each classifies it against its own request, so
+            # an answer carrying another Identifier is recognised by the round it answers).  With a
+            # previous request for the Identifier, a straggling answer to it stays a plain stray.
+            previous = self.previous.get(data[1]) if len(data) >= 2 else None
+            for machine in {id(w.machine): w.machine for w in self.pending.values()}.values():
+                machine.stray(data, now, previous)
             return
         disposition = waiter.machine.receive(data, now)
         if disposition is Disposition.STRAY:

@@ -120,7 +120,7 @@ def _converse(cfg: ProbeConfig, method: Method, sock: socket.socket, tap: Tap | 
             now = clock()
             if tap is not None:
                 tap("in", data, local, remote)
-            if conv.receive(data, now) is Disposition.STRAY:
+            if _feed(conv, data, now, previous) is Disposition.STRAY:
                 strays += 1
     except Exception as exc:  # a bug in this driver must still end in an Outcome
         log.debug("blocking driver failed", exc_info=True)
@@ -128,6 +128,17 @@ def _converse(cfg: ProbeConfig, method: Method, sock: socket.socket, tap: Tap | 
     if strays:
         log.debug("%d stray replies from %s:%s", strays, *remote)
     return conv.outcome
+
+
+def _feed(conv: Conversation, data: bytes, now: float, previous: dict[int, Packet]) -> Disposition:
+    """Hand a datagram to the conversation as the asyncio pool does: its round's Identifier -> ``receive``;
+    any other -> ``stray``, with the request last sent with that Identifier (so a straggler stays plain)."""
+    rnd = conv.round
+    if rnd is not None and len(data) >= 2 and data[1] != rnd.identifier:
+        return conv.stray(data, now, previous.get(data[1]))
+    if rnd is None or len(data) < 2:
+        return conv.stray(data, now)
+    return conv.receive(data, now)
 
 
 def _socket_error(conv: Conversation, exc: OSError, now: float, sock: socket.socket | None,

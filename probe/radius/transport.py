@@ -16,6 +16,13 @@ Behaviour a real NAS relies on and that we keep:
   ``malformed``), not as silence;
 - a reply that verifies against the Identifier's PREVIOUS request (which the
   driver, who allocates Identifiers, hands to the round) is a stray, not an error;
+- every stray that reaches the round's socket while it waits (``Round.stray``: a datagram
+  whose Identifier no request in flight carries, with that Identifier's previous request
+  from the driver) is counted (``Exchange.stray_total``) and the first ``MAX_IGNORED_KEPT``
+  are classified and kept: ``previous`` (a straggling answer to that earlier request: normal
+  after a retransmission), ``misidentified`` (its Response Authenticator verifies against THIS
+  round's request computed with the datagram's own Identifier: the server answered us but
+  put another Identifier in) or ``unmatched`` (it matches no request we know);
 - past the client's own deadline (timeout x (retries + 1)) we keep listening for
   a late answer until ``listen_s``: a late reply is recorded as late, not lost;
 - ICMP port unreachable ends the wait;
@@ -31,10 +38,10 @@ from __future__ import annotations
 
 import enum
 import errno
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
-from .packet import Packet, PacketError, Reply, verify_reply
+from .packet import CODE_NAMES, Packet, PacketError, Reply, verify_reply
 
 if TYPE_CHECKING:  # the asyncio pool lives in probe.drivers.aio; re-exported lazily below
     from ..drivers.aio import RadiusClient as RadiusClient
@@ -49,7 +56,12 @@ UNREACHABLE = {errno.ECONNREFUSED: "ICMP port unreachable: nothing listens there
 """OS errors on a connected UDP socket that mean the server cannot be reached, and what they mean."""
 
 MAX_IGNORED_KEPT = 8
-"""Invalid replies kept per round (each is counted; a spoofer answering in a loop must not fill memory)."""
+"""Invalid replies kept per round (each is counted; a spoofer answering in a loop must not fill memory).
+Strays are bounded the same way: the first MAX_IGNORED_KEPT of a round are classified (at most two
+verifications each) and kept, the rest only counted, so a flood costs O(1) per datagram."""
+
+STRAY_PREVIOUS, STRAY_MISIDENTIFIED, STRAY_UNMATCHED = "previous", "misidentified", "unmatched"
+"""The kinds of a kept stray (``Exchange.strays``)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,9 @@ class Exchange:
     ignored_total: int = 0  # every invalid reply, kept or not
     last_ignored: tuple[float, str, str] | None = None  # the latest, whose error ends a round nothing valid answered
     cut: bool = False  # the conversation's deadline ended the wait before the round's own end
+    strays: list[tuple[float, str, str]] = field(default_factory=list)  # the first MAX_IGNORED_KEPT: (t, kind, detail)
+    stray_total: int = 0  # every stray that reached the round's socket, kept (classified) or not
+    stray_unmatched: int = 0  # of the kept ones, those that answer no earlier request (kind != "previous")
 
     @property
     def retransmissions(self) -> int:
@@ -169,12 +184,15 @@ class Round:
         if self.done:
             return Disposition.DUPLICATE
         if len(data) < 2 or data[1] != self.request.identifier:
-            return Disposition.STRAY
+            return self.stray(data, now)  # the driver knows no previous request for that Identifier
         try:
             reply = verify_reply(data, self.request, self._secret)
         except PacketError as exc:
-            if self._answers_previous(data):
-                return Disposition.STRAY  # a late answer to the Identifier's earlier request
+            if self.previous is not None and _verifies(data, self.previous, self._secret):
+                # a late answer to the Identifier's earlier request
+                self._keep_stray(now, STRAY_PREVIOUS, _describe(data, "answers the previous request with this "
+                                                                      "Identifier (a straggler)"))
+                return Disposition.STRAY
             ex = self.exchange
             ex.ignored_total += 1
             ex.last_ignored = (now, exc.kind, exc.detail)
@@ -187,14 +205,39 @@ class Round:
         self.done = True
         return Disposition.ACCEPTED
 
-    def _answers_previous(self, data: bytes) -> bool:
-        if self.previous is None:
-            return False
-        try:
-            verify_reply(data, self.previous, self._secret)
-        except PacketError:
-            return False
-        return True
+    def stray(self, data: bytes, now: float, previous: Packet | None = None) -> Disposition:
+        """A datagram that reached the round's socket at ``now`` with an Identifier that is not the round's.
+
+        ``previous``: the request the driver last sent with the datagram's Identifier (None if none), so a
+        straggling answer to it is told apart.  Counted always; the first ``MAX_IGNORED_KEPT`` are classified.
+        """
+        if self.done:
+            return Disposition.DUPLICATE
+        ex = self.exchange
+        if len(ex.strays) >= MAX_IGNORED_KEPT:
+            ex.stray_total += 1
+            return Disposition.STRAY
+        if len(data) < 2:
+            self._keep_stray(now, STRAY_UNMATCHED, f"{len(data)} byte(s): too short to carry an Identifier")
+        elif previous is not None and _verifies(data, previous, self._secret):
+            self._keep_stray(now, STRAY_PREVIOUS, _describe(data, "answers the previous request with its "
+                                                                  "Identifier (a straggler)"))
+        elif _verifies(data, replace(self.request, identifier=data[1]), self._secret):
+            self._keep_stray(now, STRAY_MISIDENTIFIED, _describe(
+                data, f"answers this round's request (Identifier {self.request.identifier}): its Response "
+                      f"Authenticator verifies with the Identifier it carries, so the server (or a NAT/proxy) "
+                      f"put another Identifier in its answer"))
+        else:
+            self._keep_stray(now, STRAY_UNMATCHED, _describe(data, "matches no request in flight"))
+        return Disposition.STRAY
+
+    def _keep_stray(self, now: float, kind: str, detail: str) -> None:
+        ex = self.exchange
+        ex.stray_total += 1
+        if len(ex.strays) < MAX_IGNORED_KEPT:
+            ex.strays.append((now, kind, detail))
+            if kind != STRAY_PREVIOUS:
+                ex.stray_unmatched += 1
 
     def unreachable(self, detail: str, now: float) -> None:
         """An ICMP-style error for the round's socket: the wait ends."""
@@ -219,6 +262,20 @@ class Round:
         if ex.reply is None and ex.error_kind is None and ex.last_ignored is not None:
             _, ex.error_kind, ex.error_detail = ex.last_ignored
         self.done = True
+
+
+def _verifies(data: bytes, request: Packet, secret: bytes) -> bool:
+    try:
+        verify_reply(data, request, secret)
+    except PacketError:
+        return False
+    return True
+
+
+def _describe(data: bytes, what: str) -> str:
+    """One line about a stray datagram: its Identifier, code and length (never its content)."""
+    code = CODE_NAMES.get(data[0], f"code {data[0]}") if data else "empty"
+    return f"Identifier {data[1]} ({code}, {len(data)} bytes) {what}"
 
 
 def __getattr__(name: str) -> Any:

@@ -15,6 +15,7 @@ peer keeps the real code and has to notice the server lie.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import textwrap
 import types
@@ -289,6 +290,21 @@ def no_reply(lab: Lab) -> Outcome:
     """A wrong shared secret: NPS drops every request silently (event 18)."""
     o, em = pap_against("alice", secret="not-the-lab-secret")
     assert set(event_ids(em)) == {18} and o.retransmissions == 1
+    return o
+
+
+def replies_match_no_request(lab: Lab) -> Outcome:
+    """A server bug: the emulator decides as NPS does, but signs each reply for another Identifier (request's + 7)."""
+
+    class WrongIdentifier(NpsEmulator):
+        def _send(self, ans: _Answer, code: int, attrs: list[pk.Attr]) -> None:
+            ans.request = dataclasses.replace(ans.request, identifier=(ans.request.identifier + 7) % 256)
+            super()._send(ans, code, attrs)
+
+    o, em = against(WrongIdentifier(default_config()), lambda addr: pap(addr, "alice"))
+    assert 6272 in event_ids(em)  # the server granted access: its answers just never matched our request
+    assert o.stray_replies >= 1 and o.attempts[-1].stray_unmatched == o.stray_replies  # (NPS drops duplicates)
+    assert any(w.startswith("the server answered a request with another Identifier") for w in o.warnings)
     return o
 
 
@@ -651,6 +667,7 @@ def expectation_unmet(lab: Lab) -> Outcome:
 PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "nps_discard_after_primary_auth": (nps_discard_after_primary_auth, "discard", None),
     "no_reply": (no_reply, "discard", None),
+    "replies_match_no_request": (replies_match_no_request, "discard", None),
     "nps_reject_after_primary_auth": (nps_reject_after_primary_auth, "reject", None),
     "access_reject": (access_reject, "reject", None),
     "otp_challenge": (otp_challenge, "challenge", None),

@@ -496,12 +496,9 @@ def test_round_limit_is_bounded_at_usual_mtus(mtu: int) -> None:
     assert 64 <= probe_config(check, ("127.0.0.1", 1812)).round_limit <= 256
 
 
-# --------------------------------------------------------------------------- a new finding (no helper owns it)
+# --------------------------------------------------------------------------- a finding of helper E (fixed by helper G)
 
 
-@pytest.mark.xfail(reason="new finding (helper E report): replies that arrive with a wrong Identifier are counted as "
-                          "strays by the driver but never reach the Outcome, so the discard says 'No reply at all' "
-                          "(diagnosis no_reply) although the server answered", strict=True)
 def test_wrong_identifier_replies_are_not_no_reply(hostile: Callable[..., HostileServer], probe_run: Any,
                                                    robust: Any) -> None:
     server = hostile(every(lambda c: raw_reply(pk.ACCESS_ACCEPT, c.request, [],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from probe.model import Secret
 from probe.exporter import TargetPolicy, shortened
 from probe.metrics import CHECK_LABELS, RESPONSE_BUCKETS, CheckMetrics, one_shot_registry, probe_registry
 from probe.outcome import Outcome, finalize
+from probe.radius.transport import RetryPolicy
 from probe.scheduler import CheckState, same_check
 
 SECRET = "metrics-secret-never-shown"
@@ -246,6 +248,16 @@ def test_scrape_timeout_shortens_every_wait(checks: list[Check]) -> None:
     assert cut.policy.client_deadline_s <= 1.5
     assert shortened(canary, None) is canary
     assert shortened(canary, 1000) is canary
+    assert cut.policy.total_deadline_s == pytest.approx(1.5)
+
+
+def test_scrape_timeout_keeps_a_shorter_deadline_and_cuts_a_longer_one(checks: list[Check]) -> None:
+    canary = checks[2].module
+    capped = replace(canary, policy=replace(canary.policy, deadline_s=0.8))  # serve --deadline 0.8
+    assert shortened(capped, 1.5).policy.total_deadline_s == pytest.approx(0.8)
+    quick = replace(canary, policy=RetryPolicy(timeout_s=0.2, retries=0, deadline_s=30.0))  # waits 0.2 s a round
+    cut = shortened(quick, 1.5).policy
+    assert cut.total_deadline_s == pytest.approx(1.5) and cut.listen_until_s == pytest.approx(0.2)
 
 
 def test_health_needs_a_fresh_result_that_met_its_expectation(checks: list[Check]) -> None:
