@@ -61,7 +61,10 @@ class Chromium:
              f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "--no-first-run",
              "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--metrics-recording-only", "--mute-audio",
-             "--hide-scrollbars", "about:blank"],
+             "--hide-scrollbars",
+             # nothing leaves the host: no name resolves, and any connection would go to a closed loopback port
+             "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+             "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log,
             # close_fds=False: _posixsubprocess would close fds 3 and 4 after child_fds ran; every other fd of
             # ours is non-inheritable (Python's default), so the browser gets nothing else
