@@ -146,7 +146,9 @@ def _legend() -> str:
     items = "".join(f'<span style="background:{_FILL[v]};border-color:{_STROKE[v]}">{_SYMBOL[v]} {v}</span>'
                     for v in VERDICTS.values())
     return (f'<p class="legend">{items} Each cell: verdict, result and final answer time of a check; '
-            "rows are users, columns target \u00d7 method; a cell links to its check.</p>")
+            "rows are users, columns target \u00d7 method; a cell links to its check. Timelines: the MFA window, and "
+            "the RADIUS timeout this client waited in all (timeout \u00d7 (retries + 1), as the VPN server "
+            "would).</p>")
 
 
 # ---------------------------------------------------------------------------
@@ -429,7 +431,7 @@ def _timeline(i: int, o: dict[str, Any]) -> str:
         out.append(f'<text x="{left}" y="{y + 10}" font-size="12" font-weight="600">rounds, 0 to '
                    f"{_e(_secs(scale))} (request \u2192 answer; retransmissions hatched)</text>")
         y += 18
-        label_x = W - right - 230
+        label_x = W - right - 280
         plot_end = label_x - 10
 
         def rx(t: float) -> float:
@@ -451,7 +453,7 @@ def _timeline(i: int, o: dict[str, Any]) -> str:
                        f'<rect x="{x0:.1f}" y="{y + 1}" width="{x1 - x0:.1f}" height="10" fill="{colour}" '
                        f'fill-opacity="{0.45 if retx or answered is None else 0.85}" stroke="{colour}" '
                        f'stroke-dasharray="{"3 2" if retx else "none"}"/>'
-                       f'<text x="{label_x}" y="{y + 10}" font-size="10" fill="#333">{_e(_cut(text, 44))}</text></g>')
+                       f'<text x="{label_x}" y="{y + 10}" font-size="10" fill="#333">{_e(_cut(text, 54))}</text></g>')
             y += 14
         if len(attempts) > len(lanes):
             out.append(f'<text x="{left}" y="{y + 10}" font-size="10" fill="#555">\u2026 and '
