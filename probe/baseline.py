@@ -35,6 +35,7 @@ check runs.
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 from dataclasses import dataclass, field
@@ -88,6 +89,11 @@ class Comparison:
     def regressed(self) -> bool:
         return any(c.kind == "worse" for c in self.changes)
 
+    def listed(self) -> list[Change]:
+        """The changed checks, worst news first (worse, better, new, gone), in run order within each."""
+        order: dict[str, int] = {"worse": 0, "better": 1, "new": 2, "gone": 3}
+        return sorted((c for c in self.changes if c.kind != "same"), key=lambda c: order[c.kind])
+
     def count(self, kind: Kind) -> int:
         return sum(1 for c in self.changes if c.kind == kind)
 
@@ -98,7 +104,7 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         """``run --json``'s "baseline" entry (only with --baseline)."""
         return {"files": list(self.baseline.paths), "regressed": self.regressed,
-                "changes": [c.to_dict() for c in self.changes if c.kind != "same"],
+                "changes": [c.to_dict() for c in self.listed()],
                 "unchanged": self.count("same")}
 
     def table(self) -> str:
@@ -106,13 +112,13 @@ class Comparison:
         files = ", ".join(self.baseline.paths)
         head = ("change", "check", "target", "before", "now", "what")
         rows = [(c.kind.upper(), c.name, c.target, c.before or "-", c.now or "-", "; ".join(c.reasons) or "-")
-                for c in self.changes if c.kind != "same"]
-        out = [f"Against the baseline {files}:"]
+                for c in self.listed()]
+        out = [_printable(f"Against the baseline {files}:")]
         if rows:
             widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
             fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
             out += [fmt.format(*head), fmt.format(*("-" * w for w in widths), "-" * 4)]
-            out += [fmt.format(*r) for r in rows]
+            out += [_printable(fmt.format(*r)) for r in rows]
         verdict = f"REGRESSED (exit {EXIT_REGRESSED})" if self.regressed else "no regression"
         out.append(f"{len(self.changes)} check(s) compared: {self.counts_line()}: {verdict}")
         return "\n".join(out)
@@ -144,6 +150,8 @@ def _read(path: str) -> list[dict[str, Any]]:
         doc = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise UsageError(f"{what}: not UTF-8 text, not a run --json output") from None
+    except RecursionError:
+        raise UsageError(f"{what}: JSON nested too deep, not a run --json output") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{what}: not JSON (line {exc.lineno} column {exc.colno}: {exc.msg}); "
                          f"give a file written by radius-probe run --json") from None
@@ -173,7 +181,7 @@ def _record_problem(record: Any) -> str | None:
     if not isinstance(record.get("outcome"), dict):
         return "no 'outcome' object"
     t = record["outcome"].get("final_response_s")
-    if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or t < 0):
+    if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or t < 0):
         return "outcome.final_response_s is not a number of seconds"
     for key in ("failures", "degraded"):
         if not isinstance(record.get(key, []), list):
@@ -199,6 +207,13 @@ def slow_limit(samples: Sequence[float]) -> float:
 def _kinds(items: Sequence[Any]) -> dict[str, str]:
     """Normalised text (numbers taken out) -> the text itself: the same state with other numbers is the same."""
     return {re.sub(r"\d+(?:\.\d+)?", "#", str(item)): str(item) for item in items}
+
+
+def _printable(text: str) -> str:
+    """Terminal-safe: control characters (an earlier file's, a server's) shown as escapes, never sent raw."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _short(text: str, limit: int = 90) -> str:

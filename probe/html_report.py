@@ -229,7 +229,7 @@ def _cell(i: int, r: dict[str, Any], x: float, y: float, w: float, h: float,
 
 
 def _comparison(comparison: Comparison) -> str:
-    rows = [c for c in comparison.changes if c.kind != "same"]
+    rows = comparison.listed()
     verdict = "REGRESSED: something got worse" if comparison.regressed else "no regression"
     out = ['<section id="baseline" aria-label="comparison with the baseline">',
            f"<h2>Against the baseline ({_e(verdict)})</h2>",

@@ -131,7 +131,8 @@ def test_a_slower_answer_with_the_same_verdict_is_a_regression(lab: Lab, tmp_pat
     assert changes(tmp_path / "again.json")["kim-push"]["change"] == "better"
 
 
-def test_a_baseline_that_is_no_run_json_is_refused_before_any_check_runs(tmp_path: Path) -> None:
+def test_a_baseline_that_is_no_run_json_or_an_unwritable_html_is_refused_before_any_check_runs(
+        tmp_path: Path) -> None:
     """One line, exit 3, and not one datagram sent: an MFA run is long, a typo must not cost it."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
         sink.bind(("127.0.0.1", 0))
@@ -139,11 +140,13 @@ def test_a_baseline_that_is_no_run_json_is_refused_before_any_check_runs(tmp_pat
         probe = probe_file(tmp_path, sink.getsockname()[1])
         auth = tmp_path / "auth.json"
         auth.write_text('{"schema": 1, "target": "127.0.0.1:1812", "method": "pap", "result": "accept"}\n')
-        for path, message in ((auth, "one Outcome (auth --json), not a run --json output"),
-                              (probe, "not JSON (line 1 column 1: Expecting value)")):
-            r = cli("run", str(probe), "--baseline", str(path), timeout=60)
+        nowhere = tmp_path / "no-such-folder" / "report.html"
+        for args, message in ((["--baseline", str(auth)], "one Outcome (auth --json), not a run --json output"),
+                              (["--baseline", str(probe)], "not JSON (line 1 column 1: Expecting value)"),
+                              (["--html", str(nowhere)], "cannot write (No such file or directory)")):
+            r = cli("run", str(probe), *args, timeout=60)
             assert r.returncode == 3 and r.stdout == ""
-            assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"radius-probe: --baseline {path}: ")
+            assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"radius-probe: {args[0]} {args[1]}: ")
             assert message in r.stderr
         with pytest.raises(TimeoutError):
             sink.recv(4096)

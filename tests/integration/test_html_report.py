@@ -67,6 +67,8 @@ CONTENT = """(() => {
   return {title: document.title, scripts: document.scripts.length, attrs,
           injected: document.querySelectorAll('#injected, #img-injected, img, iframe, object, embed, link').length,
           summary: document.getElementById('summary').textContent, cells,
+          changes: [...document.querySelectorAll('#baseline tr')].slice(1).map(tr =>
+            [...tr.querySelectorAll('td')].slice(0, 5).map(td => td.textContent)),
           articles: [...document.querySelectorAll('article.check')].map(a => a.id),
           text: document.body.innerText};
 })()"""
@@ -124,11 +126,28 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])  # type: ignore[return-value]
 
 
+def earlier_run(first: Path, baseline: Path) -> None:
+    """The first run as a baseline where erin-pap@nps1 had passed, alice-peap@nps2 did not exist, and
+    a check since removed did: one regression, one new check and one gone check for the page to show."""
+    doc = json.loads(first.read_text())
+    checks = doc["checks"]
+    erin = next(c for c in checks if (c["name"], c["target"]) == ("erin-pap", "nps1"))
+    erin.update(verdict="OK", exit_code=0, failures=[])
+    erin["outcome"]["result"] = "accept"
+    gone = json.loads(json.dumps(erin))
+    gone["name"] = "retired-check"
+    doc["checks"] = [c for c in checks if (c["name"], c["target"]) != ("alice-peap", "nps2")] + [gone]
+    baseline.write_text(json.dumps(doc))
+
+
 def test_run_html_in_chromium(emulator_port: int, lab_pki: Pki, tmp_path: Path) -> None:
     probe = probe_file(tmp_path, emulator_port, lab_pki)
-    page, report = tmp_path / "report.html", tmp_path / "report.json"
-    r = cli("run", str(probe), "--html", str(page), "--json", str(report), timeout=120)
+    page, report, first, baseline = (tmp_path / n for n in ("report.html", "report.json", "first.json", "base.json"))
+    r = cli("run", str(probe), "--json", str(first), timeout=120)
     assert r.returncode == 2, r.stdout + r.stderr
+    earlier_run(first, baseline)
+    r = cli("run", str(probe), "--html", str(page), "--json", str(report), "--baseline", str(baseline), timeout=120)
+    assert r.returncode == 4, r.stdout + r.stderr
     records = json.loads(report.read_text())["checks"]
     assert len(records) == 20
     with Chromium(WIDTH, HEIGHT) as browser:
@@ -148,6 +167,9 @@ def test_run_html_in_chromium(emulator_port: int, lab_pki: Pki, tmp_path: Path) 
     assert got["summary"].startswith("20 check(s): ")
     counts = {v: sum(1 for c in records if c["verdict"] == v) for v in ("OK", "DEGRADED", "FAILED", "UNKNOWN")}
     assert got["summary"].startswith("20 check(s): " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+    assert "against the baseline: 1 worse, 0 better, 1 new, 1 gone, 18 unchanged (REGRESSED)" in got["summary"]
+    assert got["changes"] == [["WORSE", "erin-pap", "nps1", "OK", "FAILED"], ["NEW", "alice-peap", "nps2", "-", "OK"],
+                              ["GONE", "retired-check", "nps1", "OK", "-"]]
     assert counts["OK"] and counts["FAILED"]  # the matrix shows more than one colour
     assert got["articles"] == [f"check-{i}" for i in range(20)]
     assert len(got["cells"]) == 20
@@ -155,6 +177,9 @@ def test_run_html_in_chromium(emulator_port: int, lab_pki: Pki, tmp_path: Path) 
         record = records[int(cell["href"].removeprefix("#check-"))]
         assert cell["text"][0].split()[1] == record["verdict"]
         assert cell["text"][1].startswith(record["outcome"]["result"])
+        change = {("erin-pap", "nps1"): "\u25b2 worse", ("alice-peap", "nps2"): "new"}.get(
+            (record["name"], record["target"]))
+        assert cell["text"][0].endswith(change) if change else len(cell["text"][0].split()) == 2
     assert sorted(int(c["href"].removeprefix("#check-")) for c in got["cells"]) == list(range(20))
     text = got["text"]
     for record in records:

@@ -102,6 +102,26 @@ def test_a_file_that_is_not_a_run_json_is_one_line(tmp_path: Path, text: str, me
     assert message in str(exc.value) and "\n" not in str(exc.value)
 
 
+def test_hostile_json_is_one_line_too(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(UsageError, match="nested too deep"):
+        load_baselines([str(deep)])
+    nan = tmp_path / "nan.json"
+    nan.write_text('{"schema": 1, "checks": [{"name": "a", "target": "t", "verdict": "OK", '
+                   '"outcome": {"final_response_s": NaN}}]}')
+    with pytest.raises(UsageError, match="final_response_s is not a number of seconds"):
+        load_baselines([str(nan)])
+
+
+def test_the_table_never_prints_control_characters() -> None:
+    before = [record("evil\x1b[2Jname", failures=[])]
+    now = [record("evil\x1b[2Jname", "FAILED", result="reject", failures=["Reply-Message '\x1b]0;pwned\x07'"])]
+    table = compare(baseline_of(before), now).table()
+    assert "\x1b" not in table and "\x07" not in table
+    assert "evil\\x1b[2Jname" in table and "\\x07" in table
+
+
 def test_unreadable_and_binary_files(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"nope.json: cannot read \(No such file or directory\)$"):
         load_baselines([str(tmp_path / "nope.json")])
