@@ -2,10 +2,11 @@
 
 20 checks (2 targets x 2 methods x 5 users) run against the emulator (`radius-probe emulator` on
 127.0.0.1, the session's lab PKI for PEAP); Chromium (Debian's package, driven over the DevTools
-pipe: no port opened) loads the page at 1280 x 800 and the test reads the DOM: the content, the
-layout (no element beyond the viewport's width, the whole matrix visible without scrolling),
-that the page asked the network for nothing, and that a hostile server's Reply-Message, Class
-and certificate subject stay text. A screenshot is saved under the test's tmp output.
+pipe: no port opened) loads the page at 1280 x 800 with JavaScript off, and the test reads the
+DOM (DevTools' own evaluation runs regardless): the content, the layout (no element beyond the
+viewport's width, the whole matrix visible without scrolling), that the page asked the network
+for nothing, and that a hostile server's Reply-Message, Class and certificate subject stay text.
+A screenshot is saved under the test's tmp output.
 """
 
 from __future__ import annotations
@@ -150,7 +151,11 @@ def test_run_html_in_chromium(emulator_port: int, lab_pki: Pki, tmp_path: Path) 
     assert r.returncode == 4, r.stdout + r.stderr
     records = json.loads(report.read_text())["checks"]
     assert len(records) == 20
-    with Chromium(WIDTH, HEIGHT) as browser:
+    canary = tmp_path / "canary.html"
+    canary.write_text('<p id="p">static</p><script>document.getElementById("p").textContent = "ran"</script>')
+    with Chromium(WIDTH, HEIGHT, javascript=False) as browser:  # readable without JavaScript
+        browser.open(canary)
+        assert browser.evaluate('document.getElementById("p").textContent') == "static"  # scripts are off
         browser.open(page)
         got: dict[str, Any] = browser.evaluate(CONTENT)
         layout: dict[str, Any] = browser.evaluate(MEASURE)

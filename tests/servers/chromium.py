@@ -39,7 +39,8 @@ class DevToolsError(RuntimeError):
 class Chromium:
     """``with Chromium(width, height) as b: b.open(path); b.evaluate(js); b.screenshot()``."""
 
-    def __init__(self, width: int = 1280, height: int = 800, timeout_s: float = 30.0) -> None:
+    def __init__(self, width: int = 1280, height: int = 800, timeout_s: float = 30.0, javascript: bool = True) -> None:
+        self.javascript = javascript  # False: the page's scripts never run (DevTools' evaluate still does)
         binary = chromium_binary()
         if binary is None:
             raise FileNotFoundError("chromium is not installed (apt-get install chromium)")
@@ -138,6 +139,8 @@ class Chromium:
             self.call("Network.enable")
             self.call("Emulation.setDeviceMetricsOverride",
                       {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False})
+            if not self.javascript:
+                self.call("Emulation.setScriptExecutionDisabled", {"value": True})
         except BaseException:
             self.close()
             raise
