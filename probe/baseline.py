@@ -8,7 +8,9 @@ outputs (the same records: :meth:`probe.checks.CheckResult.to_dict`), check by c
 - **worse** (a regression): the verdict moved up the exit-code order (OK < DEGRADED < FAILED <
   UNKNOWN); a failure or a degraded state that the earlier run did not have (compared with the
   numbers taken out, so "expires in 12 days" and "expires in 11 days" are the same state); or the
-  final answer came later than the earlier run's spread allows (below).
+  final answer (or, when that did not move, the whole conversation: a slower TLS handshake over
+  ten rounds) came later than the earlier run's spread allows (below). Only answers are timed: a
+  discard's duration is its own timeouts.
 - **better**: the verdict moved down, a failure or degraded state is gone, or the answer came
   earlier than the spread (and nothing got worse).
 - **new**: a check this run has and the baseline has not; **gone**: the other way round.
@@ -180,9 +182,10 @@ def _record_problem(record: Any) -> str | None:
         return f"verdict {record['verdict'][:20]!r} is none of {', '.join(_RANK)}"
     if not isinstance(record.get("outcome"), dict):
         return "no 'outcome' object"
-    t = record["outcome"].get("final_response_s")
-    if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or t < 0):
-        return "outcome.final_response_s is not a number of seconds"
+    for key in ("final_response_s", "duration_s"):
+        t = record["outcome"].get(key)
+        if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or t < 0):
+            return f"outcome.{key} is not a number of seconds"
     for key in ("failures", "degraded"):
         if not isinstance(record.get(key, []), list):
             return f"{key!r} is not a list"
@@ -220,9 +223,31 @@ def _short(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _times(records: Sequence[dict[str, Any]]) -> list[float]:
-    return [float(r["outcome"]["final_response_s"]) for r in records
-            if r["outcome"].get("final_response_s") is not None]
+_ANSWERED = ("accept", "reject", "challenge")
+
+
+def _times(records: Sequence[dict[str, Any]], key: str) -> list[float]:
+    """The earlier answered runs' times (a discard's duration is its timeouts: no answer time to compare)."""
+    return [float(r["outcome"][key]) for r in records
+            if r["outcome"].get(key) is not None and r["outcome"].get("result") in _ANSWERED]
+
+
+def _timing(earlier: list[dict[str, Any]], now: dict[str, Any], worse: list[str], better: list[str]) -> None:
+    """The final answer, then (if that did not move) the whole conversation, against the earlier spread."""
+    if now["outcome"].get("result") not in _ANSWERED:
+        return
+    for key, what in (("final_response_s", "answer"), ("duration_s", "conversation")):
+        samples, t = _times(earlier, key), now["outcome"].get(key)
+        if not samples or t is None:
+            continue
+        tol = tolerance_s(samples)
+        if t > max(samples) + tol:
+            worse.append(f"{what} {t:.3f} s, beyond the earlier spread (limit {max(samples) + tol:.3f} s = "
+                         f"earlier max {max(samples):.3f} s + {tol:.3f} s)")
+            return
+        if t < min(samples) - tol:
+            better.append(f"{what} {t:.3f} s, faster than the earlier spread (earlier min {min(samples):.3f} s)")
+            return
 
 
 def _change(key: Key, earlier: list[dict[str, Any]], now: dict[str, Any]) -> Change:
@@ -241,14 +266,7 @@ def _change(key: Key, earlier: list[dict[str, Any]], now: dict[str, Any]) -> Cha
         old, new = _kinds(before.get(field_name, [])), _kinds(now.get(field_name, []))
         worse += [f"new {label}: {_short(text)}" for k, text in new.items() if k not in old]
         better += [f"{label} gone: {_short(text)}" for k, text in old.items() if k not in new]
-    samples, t = _times(earlier), now["outcome"].get("final_response_s")
-    if samples and t is not None:
-        tol = tolerance_s(samples)
-        if t > max(samples) + tol:
-            worse.append(f"answer {t:.3f} s, beyond the earlier spread (limit {max(samples) + tol:.3f} s = "
-                         f"earlier max {max(samples):.3f} s + {tol:.3f} s)")
-        elif t < min(samples) - tol:
-            better.append(f"answer {t:.3f} s, faster than the earlier spread (earlier min {min(samples):.3f} s)")
+    _timing(earlier, now, worse, better)
     if worse:
         change.kind, change.reasons = "worse", worse + better
     elif better:

@@ -29,7 +29,7 @@ from . import __version__
 from .outcome import VERDICTS
 
 if TYPE_CHECKING:
-    from .baseline import Comparison
+    from .baseline import Change, Comparison
 
 __all__ = ["render_html"]
 
@@ -137,7 +137,8 @@ def render_html(records: Sequence[dict[str, Any]], *, comparison: Comparison | N
     if comparison is not None:
         parts.append(_comparison(comparison))
     parts.append('<section id="checks"><h2>Checks</h2>')
-    parts += [_check(i, r, changes.get((str(r.get("name")), str(r.get("target"))))) for i, r in enumerate(records)]
+    by_key = {(c.name, c.target): c for c in comparison.changes} if comparison is not None else {}
+    parts += [_check(i, r, by_key.get((str(r.get("name")), str(r.get("target"))))) for i, r in enumerate(records)]
     parts += ["</section>", "</main>", "</body>", "</html>", ""]
     return "\n".join(parts)
 
@@ -251,15 +252,19 @@ def _comparison(comparison: Comparison) -> str:
 # One check
 
 
-def _check(i: int, r: dict[str, Any], change: str | None) -> str:
+def _check(i: int, r: dict[str, Any], change: Change | None) -> str:
     v, o = _verdict(r), r.get("outcome") or {}
+    moved = change is not None and change.kind != "same"
     head = (f'<h3>{_badge(v)} {_e(r.get("name"))} @ {_e(r.get("target"))}'
-            + (f" \u00b7 {_e(_CHANGE.get(change, change))}" if change and change != "same" else "") + "</h3>")
+            + (f" \u00b7 {_e(_CHANGE.get(change.kind, change.kind))}" if change is not None and moved else "")
+            + "</h3>")
     result = str(o.get("result")) + (f" ({o.get('error_kind')}: {o.get('error_detail')})" if o.get("error_kind") else "")
     window = ("-" if o.get("result") not in ("accept", "reject", "challenge") else
               ("LATE (after the client's timeout)" if o.get("late") else
                "within" if o.get("within_window") else "OUTSIDE") + f" the {o.get('window_s', 60):g} s window")
     facts: list[tuple[str, Any]] = [
+        *((("against the baseline", f"{change.kind}: " + "; ".join(change.reasons)),)
+          if change is not None and moved else ()),
         ("server", o.get("target")), ("module", r.get("module")), ("method", o.get("method")),
         ("identity", o.get("identity")), ("expected", o.get("expected")), ("result", result),
         ("final answer", _secs(o.get("final_response_s"))),

@@ -189,6 +189,7 @@ def test_run_html_in_chromium(emulator_port: int, lab_pki: Pki, tmp_path: Path) 
     text = got["text"]
     for record in records:
         assert f"{record['name']} @ {record['target']}" in text
+    assert "against the baseline\nworse: verdict OK -> FAILED (reject, was accept)" in text  # in erin's section
     assert "MFA window 60 s" in text and "RADIUS timeout 1 s" in text  # the timeline's two limits
     assert "no_reply" in text and "TLSv1.2" in text and "CN=nps.lab.test" in text  # diagnosis, TLS facts
     assert "validation" in text and "server SHA-256" in text

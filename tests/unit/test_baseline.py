@@ -56,6 +56,20 @@ def test_each_kind_of_change() -> None:
     assert changes["degraded"].reasons[1] == "new degraded state: slow answer: 50.1 s is over 75%"
 
 
+def test_a_slower_handshake_shows_in_the_conversation_time_and_discards_are_not_timed() -> None:
+    """PEAP: the final round answers in 1 ms both times, but the ten rounds before it got slower."""
+    def peap(duration: float, result: str = "accept") -> dict[str, Any]:
+        r = record("peap", t=0.001, result=result)
+        r["outcome"]["duration_s"] = duration
+        return r
+    got = compare(baseline_of([peap(0.05)]), [peap(0.9)]).changes[0]
+    assert got.kind == "worse" and got.reasons[0].startswith("conversation 0.900 s, beyond the earlier spread")
+    assert kinds(baseline_of([peap(0.05)]), [peap(0.2)]) == {"peap": "same"}
+    discard = [peap(1.0, "discard")]
+    assert kinds(baseline_of([peap(0.05, "discard")]), discard) == {"peap": "same"}  # timeouts, not answers
+    assert kinds(baseline_of(discard), [peap(0.05)]) == {"peap": "same"}
+
+
 def test_the_same_state_with_other_numbers_is_no_change() -> None:
     """A certificate that expires in 11 days instead of 12 is the same degraded state, not a new one."""
     before = [record("cert", "DEGRADED", degraded=["server certificate CN=nps expires in 12 day(s) (2027-01-13)"])]
