@@ -450,7 +450,7 @@ def _timeline(i: int, o: dict[str, Any]) -> str:
             retx = bool(a.get("retransmission"))
             x0, x1 = rx(sent), max(rx(end), rx(sent) + 2)
             what = (f"retransmission {a.get('retransmission')}" if retx else "request")
-            answer = a.get("code") or "no answer"
+            answer = (a.get("code") or "no answer") + (" LATE" if a.get("late") else "")
             text = f"round {a.get('round')} {what}: {answer}" + (
                 f" after {_secs(float(answered) - sent)}" if answered is not None else "")
             out.append(f'<g><title>{_e(text)}</title>'
