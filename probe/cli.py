@@ -2,7 +2,8 @@
 
 Exit codes (monitoring-plugin convention): 0 expectation met, 1 met but degraded,
 2 expectation not met (discard included), 3 could not probe (bad input, local
-error).  Bad input is one line on stderr naming the problem; never a traceback,
+error); ``run --baseline`` adds 4, a check regressed against the earlier run
+(probe/baseline.py).  Bad input is one line on stderr naming the problem; never a traceback,
 never a secret.
 """
 
@@ -31,6 +32,7 @@ from .report import summary
 from .verdict import DEFAULT_CERT_WARN_DAYS
 
 if TYPE_CHECKING:
+    from .baseline import Baseline, Comparison
     from .checks import CheckResult
 
 
@@ -284,6 +286,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _cap_deadlines(checks, args.deadline)
     _apply_source(args, checks)
     outputs = _run_outputs(args)
+    baseline = _load_baseline(args)  # a wrong file is refused before any check runs (an MFA run is long)
     options = RunOptions(concurrency=args.concurrency, cert_warn_days=args.cert_warn_days,
                          slow_fraction=args.slow_fraction)
     live = not args.no_progress and sys.stderr.isatty()
@@ -298,20 +301,56 @@ def cmd_run(args: argparse.Namespace) -> int:
         if live:
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()
-    code = worst_exit_code(results)
+    run_code = worst_exit_code(results)
+    comparison = _compare(baseline, results)
+    code = _exit_with_baseline(run_code, comparison)
+    extra = {"baseline": comparison.to_dict()} if comparison is not None else None
     if "junit" in outputs:
         Path(outputs["junit"]).write_text(junit_xml(results), encoding="utf-8")
     if "json" in outputs:
-        Path(outputs["json"]).write_text(checks_json(results, code) + "\n", encoding="utf-8")
+        Path(outputs["json"]).write_text(checks_json(results, code, extra) + "\n", encoding="utf-8")
+    if "html" in outputs:
+        _write_html(outputs["html"], results, comparison)
     if args.nagios:
-        print(nagios(results, code, args.slow_fraction))
+        print(nagios(results, run_code, args.slow_fraction))
     elif args.json == "-":
-        print(checks_json(results, code))
+        print(checks_json(results, code, extra))
     else:
         print(check_table(results))
+    if comparison is not None and args.json != "-":
+        print("\n" + comparison.table())
     if args.textfile or args.push:
-        code = max(code, _one_shot_metrics(args, results))
-    return code
+        run_code = max(run_code, _one_shot_metrics(args, results))
+    return _exit_with_baseline(run_code, comparison)
+
+
+def _load_baseline(args: argparse.Namespace) -> "Baseline | None":
+    """``run --baseline F`` (repeatable): the earlier run(s), validated (probe/baseline.py), or None."""
+    from .baseline import load_baselines
+
+    return load_baselines(args.baseline) if args.baseline else None
+
+
+def _compare(baseline: "Baseline | None", results: Sequence["CheckResult"]) -> "Comparison | None":
+    from .baseline import compare
+
+    return compare(baseline, [r.to_dict() for r in results]) if baseline is not None else None
+
+
+def _exit_with_baseline(code: int, comparison: "Comparison | None") -> int:
+    """0-3 as ever; 4 when --baseline found a regression (probe/baseline.py; 3 stays 3)."""
+    from .baseline import exit_code_with
+
+    return exit_code_with(code, comparison)
+
+
+def _write_html(path: str, results: Sequence["CheckResult"], comparison: "Comparison | None") -> None:
+    from .html_report import render_html
+
+    try:
+        Path(path).write_text(render_html([r.to_dict() for r in results], comparison=comparison), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--html {path}: cannot write ({exc.strerror})") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -444,7 +483,7 @@ def _redacted(url: str) -> str:
 
 def _run_outputs(args: argparse.Namespace) -> dict[str, str]:
     """Report files to write, checked for writability before any check runs (an MFA run is long)."""
-    wanted = {"junit": args.junit, "json": args.json if args.json != "-" else None}
+    wanted = {"junit": args.junit, "json": args.json if args.json != "-" else None, "html": args.html}
     paths = {k: v for k, v in wanted.items() if v}
     for flag, path in paths.items():
         try:
@@ -507,6 +546,11 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--junit", metavar="F", help="write JUnit XML (one testcase per check) to F")
     run.add_argument("--json", metavar="F", help="write the checks and their Outcomes as JSON to F ('-': stdout)")
     run.add_argument("--nagios", action="store_true", help="print one monitoring-plugin status line with perfdata")
+    run.add_argument("--html", metavar="F", help="write a self-contained HTML report to F (check matrix, timelines, "
+                     "diagnosis, TLS facts; no network, no JavaScript)")
+    run.add_argument("--baseline", action="append", default=[], metavar="EARLIER.json",
+                     help="compare with an earlier run --json output (repeatable: the earlier runs give the "
+                          "answer times' spread); exit 4 when a check got worse")
     _add_check_options(run)
     _add_source_option(run)
     run.add_argument("--no-progress", action="store_true", help="no live progress line on stderr")

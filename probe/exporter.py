@@ -510,11 +510,24 @@ async def handle_ready(request: web.Request) -> web.Response:
     return _text(f"READY: {len(service.checks)} check(s) scheduled")
 
 
+async def handle_report(request: web.Request) -> web.Response:
+    """``/report``: the HTML report (probe/html_report.py) of every scheduled check's last result."""
+    from .html_report import render_html
+
+    service: ProbeService = request.app["service"]
+    states = sorted(service.scheduler.states.values(), key=lambda s: s.label)
+    pending = [s.label for s in states if s.last is None]
+    notes = [f"{len(pending)} check(s) have no result yet: {', '.join(pending[:20])}"] if pending else []
+    body = render_html([s.last.to_dict() for s in states if s.last is not None],
+                       title="radius-probe serve: last results", notes=notes)
+    return web.Response(text=body, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"})
+
+
 async def handle_index(request: web.Request) -> web.Response:
     service: ProbeService = request.app["service"]
     checks = sorted({s.check.name for s in service.scheduler.states.values()})
     body = ["radius-probe serve", "", "/metrics", "/probe?target=TARGET&module=MODULE[&debug=true]",
-            "/-/healthy", "/-/ready"] + [f"/health/{name}" for name in checks]
+            "/-/healthy", "/-/ready", "/report"] + [f"/health/{name}" for name in checks]
     return _text("\n".join(body))
 
 
@@ -585,6 +598,7 @@ def build_app(service: ProbeService, web_config: WebConfig | None = None) -> web
     app.router.add_get("/health/{check}/{target}", handle_health)
     app.router.add_get("/-/healthy", handle_healthy)
     app.router.add_get("/-/ready", handle_ready)
+    app.router.add_get("/report", handle_report)
     return app
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .methods import METHODS
 from .outcome import VERDICTS, Outcome
@@ -129,9 +129,10 @@ def _counts(results: Sequence[CheckResult]) -> str:
     return f"{len(results)} check(s): " + ", ".join(f"{n} {v}" for v, n in counts.items())
 
 
-def checks_json(results: Sequence[CheckResult], exit_code: int) -> str:
-    """``run --json``: schema 1, every check with its verdict and its Outcome."""
-    return json.dumps({"schema": 1, "checks": [r.to_dict() for r in results], "exit_code": exit_code}, indent=2)
+def checks_json(results: Sequence[CheckResult], exit_code: int, extra: dict[str, Any] | None = None) -> str:
+    """``run --json``: schema 1, every check with its verdict and its Outcome (``extra``: e.g. "baseline")."""
+    return json.dumps({"schema": 1, "checks": [r.to_dict() for r in results], "exit_code": exit_code,
+                       **(extra or {})}, indent=2)
 
 
 def junit_xml(results: Sequence[CheckResult]) -> str:
