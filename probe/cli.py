@@ -475,7 +475,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(json_out=args.json)
+    return run_demo(json_out=args.json, detail=args.detail)
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
@@ -562,6 +562,8 @@ def make_parser() -> argparse.ArgumentParser:
     em.set_defaults(func=cmd_emulator)
     demo = sub.add_parser("demo", help="start the emulator and probe every behaviour (zero setup)")
     demo.add_argument("--json", action="store_true", help="print the Outcomes as JSON")
+    demo.add_argument("-v", "--detail", action="store_true",
+                      help="every case in full: the table and each case's diagnoses")
     demo.set_defaults(func=cmd_demo)
     certs = sub.add_parser("certs", help="lab PKI for EAP tests (CA, NPS server, users)")
     certs_sub = certs.add_subparsers(dest="certs_command", metavar="init", parser_class=_Parser, required=True)
