@@ -60,6 +60,7 @@ def _cases() -> list[Case]:
         Case("ESTS_TOKEN_ERROR discard", "pap", "carol", "accept", ("discard", "no_reply")),
         Case("OTP asked, no code", "pap", "dave", "challenge", ("challenge", "otp_challenge")),
         Case("OTP answered", "pap", "dave", "accept", ("accept", None), otp=DEFAULT_OTP),
+        Case("OTP wrong code", "pap", "dave", "reject", ("reject", "otp_rejected"), otp="000000"),
         Case("not enrolled (USER_MATCH)", "pap", "erin", "reject", ("reject", "access_reject")),
         Case("not found in Entra", "pap", "frank", "reject", ("reject", "access_reject")),
         Case("approved past window", "pap", "slow", "accept", ("accept", "answer_outside_window"),
