@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -141,6 +142,8 @@ async def _run(cases: list[Case], pki: Path) -> list[tuple[Case, Outcome]]:
 
 def run_demo(*, json_out: bool = False, detail: bool = False, width: int | None = None) -> int:
     cases = _cases()
+    # SIGTERM ends the demo as Ctrl-C does, so the temporary PKI folder is removed either way
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with tempfile.TemporaryDirectory(prefix="radius-probe-demo-") as tmp:
         pki = Path(tmp) / "pki"
         init_pki(pki, extra_users=["bob", "carol", "slow"])
