@@ -326,6 +326,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.nagios and args.json == "-":
         raise UsageError("--nagios and --json - both want stdout: write the JSON to a file")
+    if args.textfile and not args.textfile.endswith(".prom"):  # node_exporter skips every other name, silently
+        raise UsageError(f"--textfile {args.textfile}: node_exporter's textfile collector reads only files "
+                         f"ending in .prom (e.g. {Path(args.textfile).with_suffix('.prom').name})")
     try:
         checks = load_probe_files(args.files)
     except ProbeFileError as exc:
