@@ -75,6 +75,46 @@ def _password(args: argparse.Namespace) -> Secret | None:
     return Secret(env.encode()) if env else None
 
 
+def _passphrase(args: argparse.Namespace, option: str, env: str) -> Secret | None:
+    """A key or PKCS#12 passphrase, as the shared secret: ``--X-file F``, then ``--X P``, then env ``env``."""
+    dest = option.lstrip("-").replace("-", "_")
+    path = getattr(args, dest + "_file", None)
+    if path:
+        return Secret(read_secret_file(path, option + "-file"))
+    if getattr(args, dest, None) is not None:
+        return Secret(getattr(args, dest).encode())
+    value = os.environ.get(env)
+    return Secret(value.encode()) if value else None
+
+
+# Every environment variable radius-probe reads, for --help (a test keeps this list complete).
+ENVIRONMENT = {
+    "RADIUS_PROBE_SECRET": "the shared secret, when neither --secret-file nor --secret is given (auth, diagnose; "
+                           "serve's --allow-target addresses)",
+    "RADIUS_PROBE_PASSWORD": "the password, when neither --password-file nor --password is given",
+    "RADIUS_PROBE_KEY_PASSWORD": "the passphrase of an encrypted --key, when neither --key-password-file nor "
+                                 "--key-password is given",
+    "RADIUS_PROBE_PKCS12_PASSWORD": "the password of the --pkcs12 file, when neither --pkcs12-password-file nor "
+                                    "--pkcs12-password is given",
+    "RADIUS_PROBE_DICTIONARIES": "a folder of RADIUS dictionaries searched before the bundled ones",
+}
+_PROBE_FILE_ENV = ("probe files also read the variables their ${VAR} / ${VAR:-default} values and *_env "
+                   "fields name (secret_env, password_env, ...)")
+
+
+def _environment_epilog(*names: str, probe_files: bool = False) -> str:
+    import textwrap
+
+    width = max(len(n) for n in names)
+    lines = ["environment variables read:"]
+    for n in names:
+        lines += textwrap.wrap(ENVIRONMENT[n], width=96, initial_indent=f"  {n:<{width}}  ",
+                               subsequent_indent=" " * (width + 4))
+    if probe_files:
+        lines += textwrap.wrap(_PROBE_FILE_ENV, width=96, initial_indent="  ", subsequent_indent="  ")
+    return "\n".join(lines)
+
+
 def _add_auth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="HOST[:PORT]", help="RADIUS server (default port 1812)")
     s = p.add_argument_group("shared secret (one of)")
@@ -92,9 +132,13 @@ def _add_auth_args(p: argparse.ArgumentParser) -> None:
     c = p.add_argument_group("certificates (EAP-TLS; the inner EAP-TLS of PEAP-TLS)")
     c.add_argument("--cert", metavar="PEM", help="client certificate")
     c.add_argument("--key", metavar="PEM", help="client private key")
-    c.add_argument("--key-password", metavar="P", help="passphrase of an encrypted --key")
+    c.add_argument("--key-password", metavar="P",
+                   help="passphrase of an encrypted --key (visible in ps; prefer --key-password-file)")
+    c.add_argument("--key-password-file", metavar="F", help="file holding the --key passphrase (first line)")
     c.add_argument("--pkcs12", metavar="F", help="client certificate and key as PKCS#12 (.p12/.pfx)")
-    c.add_argument("--pkcs12-password", metavar="P", help="password of the PKCS#12 file")
+    c.add_argument("--pkcs12-password", metavar="P",
+                   help="password of the PKCS#12 file (visible in ps; prefer --pkcs12-password-file)")
+    c.add_argument("--pkcs12-password-file", metavar="F", help="file holding the PKCS#12 password (first line)")
     c.add_argument("--ca", metavar="PEM", help="CA certificate(s) that must issue the server's certificate")
     c.add_argument("--server-name", metavar="NAME", help="DNS name the server certificate must carry (SAN)")
     c.add_argument("--insecure", action="store_true",
@@ -162,9 +206,8 @@ def build_check(args: argparse.Namespace) -> tuple[Check, tuple[str, int]]:
     if args.tls_max is not None and args.tls_max not in TLS_VERSIONS:
         raise UsageError(f"--tls-max {args.tls_max!r}: unknown TLS version (choose {', '.join(TLS_VERSIONS)})")
     tls = TlsOptions(
-        cert=args.cert, key=args.key, key_password=Secret(args.key_password.encode()) if args.key_password else None,
-        pkcs12=args.pkcs12,
-        pkcs12_password=Secret(args.pkcs12_password.encode()) if args.pkcs12_password else None,
+        cert=args.cert, key=args.key, key_password=_passphrase(args, "--key-password", "RADIUS_PROBE_KEY_PASSWORD"),
+        pkcs12=args.pkcs12, pkcs12_password=_passphrase(args, "--pkcs12-password", "RADIUS_PROBE_PKCS12_PASSWORD"),
         ca=args.ca, server_name=args.server_name, insecure=args.insecure, tls_max=args.tls_max,
     )
     dictionary = default_dictionary()
@@ -220,8 +263,16 @@ def _apply_source(args: argparse.Namespace, checks: Sequence[Check]) -> None:
 
 
 def _open_output(path: str, what: str):  # type: ignore[no-untyped-def]
+    """Append to ``path``, created 0600 (the TLS key log decrypts the tunnel: it is a secret); an existing
+    file readable by others is narrowed to 0600 too."""
     try:
-        return open(path, "ab")  # noqa: SIM115 - closed by the caller
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+        except OSError:
+            pass  # not ours to change (e.g. /dev/stdout): the creation mode still applies to new files
+        return os.fdopen(fd, "ab")
     except OSError as exc:
         raise UsageError(f"{what} {path}: cannot write ({exc.strerror})") from None
 
@@ -277,6 +328,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.nagios and args.json == "-":
         raise UsageError("--nagios and --json - both want stdout: write the JSON to a file")
+    if args.textfile and not args.textfile.endswith(".prom"):  # node_exporter skips every other name, silently
+        raise UsageError(f"--textfile {args.textfile}: node_exporter's textfile collector reads only files "
+                         f"ending in .prom (e.g. {Path(args.textfile).with_suffix('.prom').name})")
     try:
         checks = load_probe_files(args.files)
     except ProbeFileError as exc:
@@ -514,7 +568,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(json_out=args.json)
+    return run_demo(json_out=args.json, detail=args.detail)
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
@@ -534,14 +588,17 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="radius-probe", description="RADIUS synthetic probe for NPS with Entra MFA.")
+    parser = _Parser(prog="radius-probe", description="RADIUS synthetic probe for NPS with Entra MFA.",
+                     epilog=_environment_epilog(*ENVIRONMENT, probe_files=True), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"radius-probe {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    auth = sub.add_parser("auth", help="authenticate once and classify the answer")
+    auth = sub.add_parser("auth", help="authenticate once and classify the answer",
+                          epilog=_environment_epilog("RADIUS_PROBE_SECRET", "RADIUS_PROBE_PASSWORD", "RADIUS_PROBE_KEY_PASSWORD", "RADIUS_PROBE_PKCS12_PASSWORD", "RADIUS_PROBE_DICTIONARIES"), formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_auth_args(auth)
     auth.set_defaults(func=cmd_auth)
-    run = sub.add_parser("run", help="run probe files' checks once, report, exit with the worst check's code")
+    run = sub.add_parser("run", help="run probe files' checks once, report, exit with the worst check's code",
+                         epilog=_environment_epilog("RADIUS_PROBE_DICTIONARIES", probe_files=True), formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("files", nargs="+", metavar="PROBEFILE", help="YAML probe file(s): modules, targets, checks")
     run.add_argument("--junit", metavar="F", help="write JUnit XML (one testcase per check) to F")
     run.add_argument("--json", metavar="F", help="write the checks and their Outcomes as JSON to F ('-': stdout)")
@@ -560,7 +617,9 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--push-job", default="radius-probe", metavar="NAME",
                      help="the Pushgateway job name (default radius-probe)")
     run.set_defaults(func=cmd_run)
-    serve = sub.add_parser("serve", help="scheduled checks with Prometheus /metrics, /probe and /health")
+    serve = sub.add_parser("serve", help="scheduled checks with Prometheus /metrics, /probe and /health",
+                           epilog=_environment_epilog("RADIUS_PROBE_SECRET", "RADIUS_PROBE_DICTIONARIES", probe_files=True),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("files", nargs="+", metavar="PROBEFILE", help="YAML probe file(s); SIGHUP re-reads them")
     serve.add_argument("--listen", default="127.0.0.1:9812", metavar="ADDR",
                        help="HTTP address (default 127.0.0.1:9812: loopback only)")
@@ -580,7 +639,8 @@ def make_parser() -> argparse.ArgumentParser:
                        help="allow a non-loopback --listen without --web-config (a firewall or proxy must guard "
                             "the port: /probe of an MFA module sends a push)")
     serve.set_defaults(func=cmd_serve)
-    diag = sub.add_parser("diagnose", help="a short sequence of probes, each chosen by the last, naming ONE cause")
+    diag = sub.add_parser("diagnose", help="a short sequence of probes, each chosen by the last, naming ONE cause",
+                          epilog=_environment_epilog("RADIUS_PROBE_SECRET", "RADIUS_PROBE_PASSWORD", "RADIUS_PROBE_KEY_PASSWORD", "RADIUS_PROBE_PKCS12_PASSWORD", "RADIUS_PROBE_DICTIONARIES"), formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_auth_args(diag)
     for action in diag._actions:
         if action.dest == "identity":  # optional here: without an account only the account-free steps run
@@ -594,7 +654,8 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick-timeout", type=_positive(float, "--quick-timeout"), default=3.0, metavar="S",
                    help="seconds per transmission (2 sent) for the steps NPS answers at once (default 3)")
     diag.set_defaults(func=cmd_diagnose)
-    em = sub.add_parser("emulator", help="run the NPS + MFA extension emulator on loopback")
+    em = sub.add_parser("emulator", help="run the NPS + MFA extension emulator on loopback",
+                        epilog=_environment_epilog("RADIUS_PROBE_DICTIONARIES"), formatter_class=argparse.RawDescriptionHelpFormatter)
     em.add_argument("--listen", default="127.0.0.1:1812", metavar="ADDR", help="default 127.0.0.1:1812")
     em.add_argument("--config", metavar="F", help="YAML users/behaviours/policies (default: the lab users)")
     em.add_argument("--secret-file", metavar="F", help="shared secret (default: the documented lab secret)")
@@ -604,8 +665,11 @@ def make_parser() -> argparse.ArgumentParser:
                     help="lab PKI for EAP: reused when DIR holds one, else written there "
                          "(default: a new temporary directory, printed at start)")
     em.set_defaults(func=cmd_emulator)
-    demo = sub.add_parser("demo", help="start the emulator and probe every behaviour (zero setup)")
+    demo = sub.add_parser("demo", help="start the emulator and probe every behaviour (zero setup)",
+                          epilog=_environment_epilog("RADIUS_PROBE_DICTIONARIES"), formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--json", action="store_true", help="print the Outcomes as JSON")
+    demo.add_argument("-v", "--detail", action="store_true",
+                      help="every case in full: the table and each case's diagnoses")
     demo.set_defaults(func=cmd_demo)
     certs = sub.add_parser("certs", help="lab PKI for EAP tests (CA, NPS server, users)")
     certs_sub = certs.add_subparsers(dest="certs_command", metavar="init", parser_class=_Parser, required=True)

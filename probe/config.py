@@ -32,6 +32,7 @@ from .outcome import EXPECTATIONS
 from .radius.dictionary import DictionaryError, RadiusDictionary, default_dictionary
 from .radius.profiles import PROFILES, check_request_attribute
 from .radius.transport import RetryPolicy
+from .suggest import did_you_mean
 
 MA_POLICIES = ("required", "optional")
 # Re-exported: the validated objects live in probe.model (one set for every front door).
@@ -72,7 +73,10 @@ class ConfigIssue:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.path}: {self.message}"
+        # FILE:LINE: PATH: MESSAGE; no line 0 for a file that could not be read, no empty path at the top level
+        where = f"{self.file}:{self.line}" if self.line > 0 else self.file
+        path = "" if self.path in ("", "(file)") else f"{self.path}: "
+        return f"{where}: {path}{self.message}"
 
 
 class ProbeFileError(Exception):
@@ -102,7 +106,10 @@ class _Reader:
     def mapping(self, node: Node, path: str, allowed: Iterable[str] | None = None) -> dict[str, tuple[Node, Node]] | None:
         """Key -> (key node, value node); flags non-mappings, duplicate and (if ``allowed``) unknown keys."""
         if not isinstance(node, MappingNode):
-            self.error(node, path, f"expected a mapping, got {_kind(node)}")
+            if not path:  # the document itself
+                self.error(node, path, f"a probe file is a mapping of modules, targets and checks, not {_kind(node)}")
+            else:
+                self.error(node, path, f"expected a mapping, got {_kind(node)}")
             return None
         split = self._flatten(node, path)
         if split is None:
@@ -252,7 +259,7 @@ def _join(path: str, key: str) -> str:
 def _unknown_key(key: str, known: Sequence[str]) -> str:
     if key in ("password", "secret", "otp", "key_password", "pkcs12_password"):
         return f"unknown field (a literal secret is refused: use {key}_file or {key}_env)"
-    return f"unknown field (known: {', '.join(known)})"
+    return f"unknown field (known: {', '.join(known)}){did_you_mean(key, known)}"
 
 
 # ---------------------------------------------------------------------------
@@ -591,7 +598,11 @@ def _lookup(r: _Reader, node: Node, path: str, kind: str, name: str, defined: di
     if f"{kind}:{name}" in broken:
         return None  # the file has errors already, so nothing runs anyway
     if name not in defined:
-        r.error(node, path, f"undefined {kind} {name!r} (defined: {', '.join(defined) or 'none'})")
+        # a module/target with errors of its own is still defined: name it (its errors are listed too)
+        invalid = [b.split(":", 1)[1] for b in broken if b.startswith(f"{kind}:")]
+        names = [*defined, *sorted(n for n in invalid if n not in defined)]
+        listed = ", ".join(n + (" (with errors)" if n in invalid else "") for n in names) or "none"
+        r.error(node, path, f"undefined {kind} {name!r} (defined: {listed}){did_you_mean(name, names)}")
         return None
     return defined[name]
 

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import signal
 import socket
+import sys
 import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 from .checks import RunOptions, run_check
+from .diagnosis import CATALOGUE
 from .emulator.config import DEFAULT_OTP, DEFAULT_PASSWORD, DEFAULT_SECRET, EapSettings, default_config
 from .emulator.server import NpsEmulator
 from .methods import METHODS
@@ -57,6 +61,7 @@ def _cases() -> list[Case]:
         Case("ESTS_TOKEN_ERROR discard", "pap", "carol", "accept", ("discard", "no_reply")),
         Case("OTP asked, no code", "pap", "dave", "challenge", ("challenge", "otp_challenge")),
         Case("OTP answered", "pap", "dave", "accept", ("accept", None), otp=DEFAULT_OTP),
+        Case("OTP wrong code", "pap", "dave", "reject", ("reject", "otp_rejected"), otp="000000"),
         Case("not enrolled (USER_MATCH)", "pap", "erin", "reject", ("reject", "access_reject")),
         Case("not found in Entra", "pap", "frank", "reject", ("reject", "access_reject")),
         Case("approved past window", "pap", "slow", "accept", ("accept", "answer_outside_window"),
@@ -135,8 +140,10 @@ async def _run(cases: list[Case], pki: Path) -> list[tuple[Case, Outcome]]:
     return list(zip(cases, outcomes))
 
 
-def run_demo(*, json_out: bool = False) -> int:
+def run_demo(*, json_out: bool = False, detail: bool = False, width: int | None = None) -> int:
     cases = _cases()
+    # SIGTERM ends the demo as Ctrl-C does, so the temporary PKI folder is removed either way
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with tempfile.TemporaryDirectory(prefix="radius-probe-demo-") as tmp:
         pki = Path(tmp) / "pki"
         init_pki(pki, extra_users=["bob", "carol", "slow"])
@@ -146,14 +153,86 @@ def run_demo(*, json_out: bool = False) -> int:
         print(json.dumps([{"case": c.name, "shows": list(c.shows), "shows_as_designed": ok, "outcome": o.to_dict()}
                           for (c, o), ok in zip(results, shown)], indent=2))
         return 0 if all(shown) else 2
-    print(f"radius-probe demo: every method against the built-in NPS + MFA emulator "
-          f"(holds shortened: a {WINDOW_S:g} s window stands in for 60 s)\n")
-    print(table([(c.name, o) for c, o in results]))
-    print("\nDiagnosis, case by case:")
+    width = width or shutil.get_terminal_size((100, 24)).columns
+    print("\n".join(render_detail(results, shown, width) if detail else render(results, shown, width)))
+    return 0 if all(shown) else 2
+
+
+def _marks() -> tuple[str, str]:
+    """A tick and a cross, or ASCII where stdout cannot encode them."""
+    try:
+        "\u2713\u2717".encode(sys.stdout.encoding or "ascii")
+        return "\u2713", "\u2717"
+    except (UnicodeEncodeError, LookupError):
+        return "ok", "NO"
+
+
+def _concluded(case: Case, o: Outcome) -> str:
+    """What the probe concluded: the result and the diagnosis code that names the planted cause."""
+    result = o.result + (f"/{o.error_kind}" if o.error_kind else "")
+    codes = [str(d["code"]) for d in o.diagnosis]
+    code = case.shows[1] if case.shows[1] in codes else (codes[0] if codes else None)
+    return result + (f", {code}" if code else "")
+
+
+def _methods_text(methods: list[str]) -> str:
+    every = list(METHODS)
+    eap = [name for name, m in METHODS.items() if m.eap]
+    if methods == every:
+        return "every method"
+    if methods == eap:
+        return "every EAP method"
+    return ", ".join(methods)
+
+
+def behaviours(results: list[tuple[Case, Outcome]], shown: list[bool]) -> list[tuple[bool, str, list[str], str]]:
+    """(recognised, planted behaviour, methods, what the probe concluded): the cases of one behaviour that
+    reached the same conclusion share a line, in the order the cases run."""
+    rows: dict[tuple[str, str, bool], list[str]] = {}
+    for (c, o), ok in zip(results, shown):
+        rows.setdefault((c.name, _concluded(c, o), ok), []).append(c.method)
+    return [(ok, name, methods, concluded) for (name, concluded, ok), methods in rows.items()]
+
+
+def render(results: list[tuple[Case, Outcome]], shown: list[bool], width: int = 100) -> list[str]:
+    """The default view: one line per planted behaviour with a tick when the probe concluded what was
+    planted (the planted failures are the probe's successes), each cause it named once (the catalogue's
+    title), and the total last."""
+    good, bad = _marks()
+    rows = behaviours(results, shown)
+    lines = textwrap.wrap(f"radius-probe demo: NPS + MFA behaviours planted in the built-in emulator and what the "
+                          f"probe concluded ({WINDOW_S:g} s stand in for the 60 s MFA window)", width=max(width, 40))
+    name_w = max(len(name) for _, name, _, _ in rows)
+    method_w = max(len(_methods_text(m)) for _, _, m, _ in rows)
+    for ok, name, methods, concluded in rows:
+        lines.append(f"{good if ok else bad:<2} {name:<{name_w}}  {_methods_text(methods):<{method_w}}  -> {concluded}")
+    causes: list[str] = []
+    for c, o in results:
+        codes = [str(d["code"]) for d in o.diagnosis]
+        code = c.shows[1] if c.shows[1] in codes else (codes[0] if codes else None)
+        if code and code not in causes:
+            causes.append(code)
+    for code in causes:
+        title = CATALOGUE[code].title if code in CATALOGUE else code
+        lines.append("   " + textwrap.shorten(f"{code}: {title}", width=max(width, 40) - 3, placeholder=" ..."))
+    recognised = sum(ok for ok, _, _, _ in rows)
+    total = f"{recognised} of {len(rows)} behaviours recognised ({len(results)} probes; -v: every Outcome in full)"
+    if recognised < len(rows):
+        total += ". NOT recognised: " + "; ".join(f"{name} ({_methods_text(m)})" for ok, name, m, _ in rows if not ok)
+    lines.append(total)
+    return lines
+
+
+def render_detail(results: list[tuple[Case, Outcome]], shown: list[bool], width: int = 100) -> list[str]:
+    """``demo -v``: the full table and every diagnosis of every case, then the total."""
+    lines = [f"radius-probe demo: every method against the built-in NPS + MFA emulator "
+             f"(holds shortened: a {WINDOW_S:g} s window stands in for 60 s)", ""]
+    lines += table([(c.name, o) for c, o in results]).splitlines()
+    lines += ["", "Diagnosis, case by case:"]
     for c, o in results:
         for d in o.diagnosis:
-            line = f"- {c.method} {c.name}: [{d['code']}] {d['text']}"
-            print(textwrap.fill(line, width=110, subsequent_indent="    "))
-    bad = [f"{c.method} {c.name}" for c, ok in zip(cases, shown) if not ok]
-    print("\nevery case showed its behaviour" if not bad else f"\nNOT as designed: {', '.join(bad)}")
-    return 0 if all(shown) else 2
+            lines += textwrap.wrap(f"- {c.method} {c.name}: [{d['code']}] {d['text']}", width=max(width, 40),
+                                   subsequent_indent="    ")
+    rows = behaviours(results, shown)
+    lines += ["", f"{sum(ok for ok, _, _, _ in rows)} of {len(rows)} behaviours recognised ({len(results)} probes)"]
+    return lines

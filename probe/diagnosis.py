@@ -132,6 +132,22 @@ CATALOGUE: dict[str, Entry] = {
             ),
         ),
         Entry(
+            "otp_rejected",
+            "The one-time code was rejected (the password was right: the server asked for the code)",
+            "Access-Challenge answered with the OTP, then Access-Reject on that round",
+            (
+                "a wrong or expired code (a TOTP code is valid for about 30 s; the clocks of the token "
+                "and of Entra differ)",
+                "the code was for another account or another authenticator entry",
+                "too many wrong codes: the account is locked for MFA in Entra",
+            ),
+            (
+                "the code source and its clock; try a fresh code",
+                "AuthN events under Microsoft > AzureMfa > AuthN on the NPS server and the user's sign-in logs "
+                "in Entra (a wrong code is logged, unlike a denied push)",
+            ),
+        ),
+        Entry(
             "access_reject",
             "Access-Reject",
             "the Access-Request answered with Access-Reject",

@@ -10,6 +10,7 @@ Endpoints:
   sends no packet and gets HTTP 400 with the reason.
 - ``/health/<check>[/<target>]``: 200 when the check's last result met its expectation and is
   fresh, else 503; the body is one line saying why (load balancers log it).
+- ``/health[?target=T]``: the aggregate of every check (or one backend's), ``OK``/``DOWN`` first (health.py).
 - ``/-/healthy`` (the process runs) and ``/-/ready`` (config loaded, checks scheduled).
 
 Security (``--web-config``, probe/webconfig.py): TLS, client certificates and bcrypt basic
@@ -54,6 +55,7 @@ from .checks import CheckResult, RunOptions, evaluate, local_failure
 from .config import Check, Expectation, Module, ProbeFileError, Target, load_probe_files
 from .model import Secret
 from .inputs import UsageError, ascii_float, parse_hostport
+from .health import handle_health_all
 from .metrics import ServerMetrics, expectation_met, probe_registry, response_s
 from .outcome import EXIT_UNKNOWN
 from .radius.transport import RetryPolicy
@@ -527,7 +529,7 @@ async def handle_index(request: web.Request) -> web.Response:
     service: ProbeService = request.app["service"]
     checks = sorted({s.check.name for s in service.scheduler.states.values()})
     body = ["radius-probe serve", "", "/metrics", "/probe?target=TARGET&module=MODULE[&debug=true]",
-            "/-/healthy", "/-/ready", "/report"] + [f"/health/{name}" for name in checks]
+            "/-/healthy", "/-/ready", "/health", "/health?target=TARGET", "/report"] + [f"/health/{name}" for name in checks]
     return _text("\n".join(body))
 
 
@@ -594,6 +596,7 @@ def build_app(service: ProbeService, web_config: WebConfig | None = None) -> web
     app.router.add_get("/", handle_index)
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_get("/probe", handle_probe)
+    app.router.add_get("/health", handle_health_all)  # GET and HEAD: the aggregate (probe/health.py)
     app.router.add_get("/health/{check}", handle_health)
     app.router.add_get("/health/{check}/{target}", handle_health)
     app.router.add_get("/-/healthy", handle_healthy)

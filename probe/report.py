@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import textwrap
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Sequence
@@ -36,40 +38,101 @@ def verdict(o: Outcome) -> str:
     return VERDICTS[o.exit_code]
 
 
-def summary(o: Outcome) -> str:
-    """The one-screen answer of ``radius-probe auth`` (a judged Outcome: its verdict is the exit code's)."""
-    lines = [f"{o.method} {o.identity!r} -> {o.target}" + (f" from {o.source}" if o.source else "")]
+def _dur(value: float | None) -> str:
+    """A duration a person reads: milliseconds below 0.1 s (never a bare 0.000 s), else seconds."""
+    if value is None:
+        return "-"
+    return f"{value * 1000:.1f} ms" if value < 0.1 else f"{value:.3f} s"
+
+
+def _final_round_wait(o: Outcome) -> float:
+    """How long this probe waited for the final round's answer: from its first send to the end."""
+    final = [a for a in o.attempts if a.round == o.round_trips]
+    return max(0.0, o.duration_s - final[0].sent_s) if final else o.duration_s
+
+
+def _stopped_by_us(o: Outcome) -> bool:
+    """An error after the server answered the last request: our side ended the conversation."""
+    return o.result == "error" and bool(o.attempts) and o.attempts[-1].answered_s is not None
+
+
+def _date(text: object) -> str:
+    return str(text)[:10] if text else "?"
+
+
+def _tls_lines(tls: dict[str, object]) -> list[tuple[str, str]]:
+    """TLS version, server certificate and its validation, resumption, the client certificate's days left."""
+    rows: list[tuple[str, str]] = []
+    if tls.get("version"):
+        line = f"{tls['version']}, {tls.get('cipher') or '?'}, "
+        line += "session resumed" if tls.get("resumed") else "full handshake"
+        resumption = tls.get("resumption")
+        if isinstance(resumption, dict):
+            line += ("; fast reconnect: the server resumed the first session" if resumption.get("resumed")
+                     else "; fast reconnect: offered, NOT resumed")
+        rows.append(("TLS", line))
+    server = tls.get("server_cert")
+    if isinstance(server, dict):
+        names = server.get("san_dns") or []
+        line = (f"{server.get('subject', '?')}, issuer {server.get('issuer', '?')}, "
+                f"until {_date(server.get('not_after'))}" + (f", DNS {', '.join(map(str, names))}" if names else ""))
+        rows.append(("Server cert", line))
+    if tls.get("validation"):
+        rows.append(("Validation", str(tls["validation"])))
+    client = tls.get("client_cert")
+    if isinstance(client, dict):
+        days = client.get("days_left")
+        left = f"{days} day(s) left" if isinstance(days, int) and days >= 0 else "EXPIRED"
+        rows.append(("Client cert", f"{client.get('subject', '?')}, until {_date(client.get('not_after'))}: {left}"))
+    return rows
+
+
+def summary(o: Outcome, width: int | None = None) -> str:
+    """The one-screen answer of ``radius-probe auth`` (a judged Outcome: its verdict is the exit code's),
+    wrapped to ``width`` (the terminal's by default)."""
+    rows: list[tuple[str, str]] = []
     result = o.result.upper() + (f" ({o.error_kind}: {o.error_detail})" if o.error_kind else "")
-    lines.append(f"  Result        {result}")
-    lines.append(f"  Expected      {o.expected}: {'met' if o.expectation_met else 'NOT met'}  [{verdict(o)}]")
-    lines.append(
-        f"  Time          final answer {_secs(o.final_response_s)}, total {_secs(o.duration_s)}, "
-        f"{o.round_trips} round trip(s), {o.retransmissions} retransmission(s)"
-    )
+    rows.append(("Result", result))
+    rows.append(("Expected", f"{o.expected}: {'met' if o.expectation_met else 'NOT met'}  [{verdict(o)}]"))
+    counts = f"{o.round_trips} round trip(s), {o.retransmissions} retransmission(s)"
+    if _stopped_by_us(o):
+        last = o.attempts[-1]
+        rows.append(("Time", f"this probe ended the conversation after {_dur(o.duration_s)}, in round {last.round} "
+                             f"({counts}; the server's last answer took {_dur(o.final_response_s)})"))
+    else:
+        rows.append(("Time", f"final answer {_dur(o.final_response_s)}, total {_dur(o.duration_s)}, {counts}"))
     if o.result in ("accept", "reject", "challenge"):
         window = "within" if o.within_window else "OUTSIDE"
-        line = f"  MFA window    {window} the {o.window_s:g} s window"
+        line = f"{window} the {o.window_s:g} s window"
         if o.late:
             line += f"; LATE: after this client's {o.client_timeout_s:g} s timeout"
-        lines.append(line)
+        rows.append(("MFA window", line))
+    elif _stopped_by_us(o):
+        rows.append(("MFA window", "not reached: the conversation ended on our side before a final answer"))
     else:
-        lines.append(f"  MFA window    no answer within {o.window_s:g} s")
+        what = "answer" if o.result == "discard" else "valid answer"
+        rows.append(("MFA window", f"no {what} in the {_final_round_wait(o):.1f} s this probe waited for the final "
+                                   f"request (the window is {o.window_s:g} s)"))
     if o.reply_message:
-        lines.append(f"  Reply-Message {o.reply_message!r}")
+        rows.append(("Reply-Message", repr(o.reply_message)))
     shown = {k: v for k, v in o.reply_attributes.items() if k not in ("Reply-Message", "State")}
     if shown:
-        lines.append("  Attributes    " + "; ".join(f"{k}={', '.join(map(_value, v))}" for k, v in shown.items()))
+        rows.append(("Attributes", "; ".join(f"{k}={', '.join(map(_value, v))}" for k, v in shown.items())))
     if o.message_authenticator:
-        lines.append(f"  Msg-Auth      {o.message_authenticator} in the reply")
+        rows.append(("Msg-Auth", f"{o.message_authenticator} in the reply"))
     method = METHODS.get(o.method)
     if method is not None and method.eap:
-        lines.append(f"  Keys          mppe {o.mppe}, cryptobinding {o.cryptobinding}")
-    for item in o.degraded:
-        lines.append(f"  Degraded      {item}")
-    for item in o.warnings:
-        lines.append(f"  Warning       {item}")
-    for d in o.diagnosis:
-        lines.append(f"  Diagnosis     [{d['code']}] {d['text']}")
+        if o.tls:
+            rows += _tls_lines(o.tls)
+        rows.append(("Keys", f"mppe {o.mppe}, cryptobinding {o.cryptobinding}"))
+    rows += [("Degraded", item) for item in o.degraded]
+    rows += [("Warning", item) for item in o.warnings]
+    rows += [("Diagnosis", f"[{d['code']}] {d['text']}") for d in o.diagnosis]
+    width = max(width or shutil.get_terminal_size((100, 24)).columns, 40)
+    lines = [f"{o.method} {o.identity!r} -> {o.target}" + (f" from {o.source}" if o.source else "")]
+    for label, text in rows:
+        lines += textwrap.wrap(text, width=width, initial_indent=f"  {label:<14}", subsequent_indent=" " * 16,
+                               break_on_hyphens=False, break_long_words=False) or [f"  {label}"]
     return "\n".join(lines)
 
 
@@ -144,7 +207,9 @@ def junit_xml(results: Sequence[CheckResult]) -> str:
     by_file: dict[str, list[CheckResult]] = {}
     for r in results:
         by_file.setdefault(r.check.source, []).append(r)
-    root = ET.Element("testsuites", {"name": "radius-probe", **_junit_counts(results)})
+    # Jenkins' schema allows skipped on <testsuite> only: <testsuites> with it is rejected
+    totals = {k: v for k, v in _junit_counts(results).items() if k != "skipped"}
+    root = ET.Element("testsuites", {"name": "radius-probe", **totals})
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     for source, group in by_file.items():
         suite = ET.SubElement(root, "testsuite", {"name": source, "timestamp": stamp, **_junit_counts(group)})

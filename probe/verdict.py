@@ -230,7 +230,9 @@ def diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | N
     elif o.result == "reject":
         details = [o.eap_detail] if o.eap_detail else []
         details += [f"Reply-Message: {o.reply_message!r}"] if o.reply_message else []
-        if o.primary_auth_done:
+        if o.primary_auth_done and spec is not None and spec.otp:
+            code = "otp_rejected"  # our code answered the server's challenge: the password was right, the code not
+        elif o.primary_auth_done:
             code = "nps_reject_after_primary_auth"
         elif eap and _server_refused_tls(o):
             code = "server_refused_tls"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import sys
 import tempfile
@@ -59,20 +60,30 @@ def describe(config: EmulatorConfig) -> str:
 def run_emulator(host: str, port: int, *, config_path: str | None = None, secret_file: str | None = None,
                  duration_s: float | None = None, pki_dir: str | None = None) -> int:
     pki_note = None
+    temporary: Path | None = None  # a lab PKI we made in a temp dir: removed on exit (a named --pki stays)
     try:
         config = load_config(Path(config_path)) if config_path else default_config()
         if config.eap is None and (pki_dir is not None or config_path is None):
             directory = lab_pki(Path(pki_dir) if pki_dir else None, list(config.users))
+            temporary = None if pki_dir else directory
             config.eap = EapSettings.from_pki(directory, tls_max_eap_tls="1.3")
             pki_note = f"lab PKI (CA for --ca: {directory / 'ca.pem'}; user certificates <name>.pem/.key): {directory}"
+            if temporary is not None:
+                pki_note += " (temporary: removed on exit; --pki DIR keeps one)"
         secret_note = config.secret_source
         if secret_file:
             config.secret = read_secret(Path(secret_file), "--secret-file")
             secret_note = f"from {secret_file}"
     except EmulatorConfigError as exc:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
         print(f"radius-probe: {exc}", file=sys.stderr)
         return 3
-    return asyncio.run(_serve(config, host, port, secret_note, duration_s, pki_note))
+    try:
+        return asyncio.run(_serve(config, host, port, secret_note, duration_s, pki_note))
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 async def _serve(config: EmulatorConfig, host: str, port: int, secret_note: str, duration_s: float | None,
@@ -83,14 +94,14 @@ async def _serve(config: EmulatorConfig, host: str, port: int, secret_note: str,
     except OSError as exc:
         print(f"radius-probe: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 3
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the banner: whoever read it may stop us at once
+        loop.add_signal_handler(sig, stop.set)
     print(f"NPS emulator listening on {bound[0]}:{bound[1]} (UDP); shared secret: {secret_note}")
     if pki_note:
         print(pki_note)
     print(describe(config), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await asyncio.wait_for(stop.wait(), timeout=duration_s)
     except asyncio.TimeoutError:

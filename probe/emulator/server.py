@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from ..radius import packet as pk
 from ..radius.dictionary import default_dictionary
 from ..radius.profiles import encode_pairs
+from ..suggest import did_you_mean
 from .config import EmulatedUser, EmulatorConfig
 from ..eap.packet import EapPacket
 from .eap_server import EapServerSession, ServerTls, account_name, reply_attributes
@@ -279,7 +280,9 @@ class NpsEmulator(asyncio.DatagramProtocol):
             self._otp_answer(ans, state, password)
             return
         if user is None or password != user.password.encode():
-            self._reject(ans, name, 16, "authentication failed: unknown user or bad password")
+            # the event says which (a real NPS logs the same reason 16 for both); the lab is for learning
+            why = "bad password" if user is not None else f"unknown user {name!r}{did_you_mean(name, self.config.users)}"
+            self._reject(ans, name, 16, f"authentication failed: {why}")
             return
         self._mfa(ans, user)
 

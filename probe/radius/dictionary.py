@@ -19,6 +19,8 @@ from pathlib import Path
 
 from pyrad.dictionary import Dictionary as _PyradDictionary
 
+from ..suggest import did_you_mean
+
 VENDOR_SPECIFIC = 26
 
 
@@ -97,7 +99,8 @@ class RadiusDictionary:
         try:
             return self._by_name[name.lower()]
         except KeyError:
-            raise DictionaryError(f"unknown attribute {name!r} (not in the RADIUS dictionary)") from None
+            hint = did_you_mean(name, {a.name for a in self._by_name.values()})
+            raise DictionaryError(f"unknown attribute {name!r} (not in the RADIUS dictionary){hint}") from None
 
     def by_key(self, vendor_id: int, code: int) -> AttributeDef | None:
         return self._by_key.get((vendor_id, code))
@@ -163,9 +166,10 @@ class RadiusDictionary:
             if t == "string":
                 return value if isinstance(value, bytes) else str(value).encode("utf-8")
         except (ValueError, struct.error, ipaddress.AddressValueError) as exc:
-            if adef.values and t in ("integer", "short", "byte"):
-                names = ", ".join(sorted(adef.values)[:12])
-                raise DictionaryError(f"{what}: not a number or a known value ({names})") from None
+            if adef.values and t in ("integer", "short", "byte"):  # every value: a cut list hides the right one
+                names = ", ".join(sorted(adef.values))
+                hint = did_you_mean(str(value), adef.values)
+                raise DictionaryError(f"{what}: not a number or a known value ({names}){hint}") from None
             raise DictionaryError(f"{what}: not a valid {t} ({exc})") from None
         raise DictionaryError(f"{what}: type {t} cannot be sent")
 

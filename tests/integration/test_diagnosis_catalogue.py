@@ -309,9 +309,18 @@ def replies_match_no_request(lab: Lab) -> Outcome:
 
 
 def nps_reject_after_primary_auth(lab: Lab) -> Outcome:
-    """PAP with OTP: the password passed (Access-Challenge), the wrong code is rejected."""
+    """PEAP-MSCHAPv2: the inner password passed (MS-CHAPv2 success), then the push was denied."""
+    o, em = against(NpsEmulator(eap_config(lab.pki)), lambda addr: eap_probe(lab.pki, addr, "peap-mschapv2", "bob"))
+    assert (em.events[-1].event_id, em.events[-1].reason) == (6273, 21) and o.primary_auth_done
+    return o
+
+
+def otp_rejected(lab: Lab) -> Outcome:
+    """PAP with OTP: the password passed (Access-Challenge), the wrong code is rejected, and that is told
+    apart from a denied push (both are a reject after the first factor)."""
     o, _ = pap_against("dave", otp="000000")
     assert [a.code for a in o.attempts] == ["Access-Challenge", "Access-Reject"]
+    assert "nps_reject_after_primary_auth" not in [d["code"] for d in o.diagnosis]
     return o
 
 
@@ -669,6 +678,7 @@ PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "no_reply": (no_reply, "discard", None),
     "replies_match_no_request": (replies_match_no_request, "discard", None),
     "nps_reject_after_primary_auth": (nps_reject_after_primary_auth, "reject", None),
+    "otp_rejected": (otp_rejected, "reject", None),
     "access_reject": (access_reject, "reject", None),
     "otp_challenge": (otp_challenge, "challenge", None),
     "late_answer_beyond_client_timeout": (late_answer_beyond_client_timeout, "accept", None),

@@ -79,10 +79,12 @@ def test_otp_round_is_answered_with_the_same_state() -> None:
     assert [e.event_id for e in events] == [6276, 6272]
 
 
-def test_wrong_otp_is_reject_after_primary_auth() -> None:
+def test_wrong_otp_is_told_apart_from_a_denied_push() -> None:
     o, _ = probe_one("dave", otp="000000")
     assert o.result == "reject" and o.round_trips == 2
-    assert codes(o) == ["nps_reject_after_primary_auth"]
+    assert codes(o) == ["otp_rejected"]
+    denied, _ = probe_one("bob")
+    assert denied.result == "reject" and "otp_rejected" not in codes(denied)
 
 
 def test_not_enrolled_follows_require_user_match() -> None:

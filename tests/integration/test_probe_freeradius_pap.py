@@ -108,7 +108,7 @@ def test_otp_challenge_and_answer(server: FreeRadiusServer, secret_file: Path) -
     rc, doc = probe(server.port, secret_file, "dave", "--otp", "123456")
     assert rc == 0 and doc["result"] == "accept" and doc["round_trips"] == 2
     rc, doc = probe(server.port, secret_file, "dave", "--otp", "999999")
-    assert rc == 2 and doc["result"] == "reject" and codes(doc) == ["nps_reject_after_primary_auth"]
+    assert rc == 2 and doc["result"] == "reject" and codes(doc) == ["otp_rejected"]  # not a denied push
 
 
 def test_short_hold_outside_window_and_late(server: FreeRadiusServer, secret_file: Path) -> None:

@@ -266,11 +266,11 @@ def test_hidden_attribute_cannot_be_asserted(lab: Path, monkeypatch: pytest.Monk
 
 def test_empty_and_unreadable_files(lab: Path) -> None:
     empty = write(lab, "", "empty.yaml")
-    assert [str(i) for i in issues(empty)] == [f"{empty}:1: (file): empty probe file"]
+    assert [str(i) for i in issues(empty)] == [f"{empty}:1: empty probe file"]
     missing = lab / "absent.yaml"
     assert "cannot read" in str(issues(missing)[0])
     listing = write(lab, "- a\n- b\n", "list.yaml")
-    assert issues(listing)[0].message == "expected a mapping, got a list"
+    assert issues(listing)[0].message == "a probe file is a mapping of modules, targets and checks, not a list"
 
 
 def test_aliased_module_and_bad_merge(lab: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -415,8 +415,11 @@ def test_finalize_is_the_judge_without_check_options() -> None:
      [("eap_stalled", "unanswered after 1 answered round(s)")]),
     (dict(result="discard", method="peap-mschapv2", round_trips=1), [("no_reply", None)]),
     (dict(result="discard", method="pap", round_trips=3), [("no_reply", None)]),
-    (dict(result="reject", primary_auth_done=True, reply_message="Denied"),
+    (dict(result="reject", method="peap-mschapv2", primary_auth_done=True, reply_message="Denied"),
      [("nps_reject_after_primary_auth", "Reply-Message: 'Denied'")]),
+    # PAP's first factor is done only when our OTP answered the server's challenge: a wrong code, not a denied push
+    (dict(result="reject", method="pap", primary_auth_done=True, reply_message="Denied"),
+     [("otp_rejected", "Reply-Message: 'Denied'")]),
     (dict(result="reject", method="eap-tls", tls=None, eap_detail="EAP-Failure"),
      [("server_refused_tls", "EAP-Failure")]),
     (dict(result="reject", method="eap-tls", tls={"server_cert": None}), [("server_refused_tls", None)]),
