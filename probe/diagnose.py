@@ -256,7 +256,7 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
     Cause("eap_method_not_offered", "The network policy does not offer this EAP method", EXIT_FAILED,
           "the server proposed another EAP method, the probe answered with a Nak for its own, and the server "
           "rejected (reason 22 'no EAP type could be negotiated' or 66 'authentication method not enabled'); "
-          "inferred from the reject right after the Nak round, before any certificate",
+          "the evidence names what the server proposed",
           ("Security 6273 with Reason-Code 22 or 66: " + _NPS_SECURITY_EVENTS,
            "Network Policy > Constraints > Authentication Methods > EAP Types"),
           ("add the method (Microsoft: Protected EAP (PEAP), or Smart Card or other certificate) to the network "
@@ -384,6 +384,7 @@ class Diagnosis:
         self._notes: list[str] = []
         self._degraded: list[str] = []
         self._ma_required = False  # the unsigned request was dropped
+        self._offered: list[str] = []  # the EAP methods the server proposed, when it did not propose ours
 
     @property
     def done(self) -> bool:
@@ -528,6 +529,11 @@ class Diagnosis:
         elif o.result == "discard":
             e.shows = "the wrong password got no answer while the unknown user got a reject"
             self._conclude("wrong_password_unanswered", evidence)
+        elif o.result == "reject" and o.diagnosis and o.diagnosis[0]["code"] == "eap_method_not_offered":
+            self._offered = list(o.eap_offered)
+            e.shows = (f"the server offered {', '.join(o.eap_offered)}, not this method: our Nak asked for it and the "
+                       "server rejected (no password was checked, no push)")
+            self._finish_account("eap_method_not_offered", evidence)
         elif o.result == "reject" and o.final_response_s is not None and o.final_response_s > f.nas_timeout_s:
             e.shows = f"AD said no, but after {o.final_response_s:.1f} s (the VPN waits {f.nas_timeout_s:g} s)"
             self._conclude("wrong_password_slow", evidence)
@@ -633,9 +639,14 @@ class Diagnosis:
             return "otp_challenge"
         if o.result == "reject":
             if f.account_eap and not o.primary_auth_done:
-                if o.round_trips <= 2 and not (o.tls or {}).get("server_cert"):
-                    e.shows = "rejected right after the method proposal, before any certificate (our Nak round)"
+                if o.diagnosis and o.diagnosis[0]["code"] == "eap_method_not_offered":
+                    e.shows = (f"the server offered {', '.join(o.eap_offered)}, not this method: our Nak asked for it "
+                               "and the server rejected")
+                    self._offered = list(o.eap_offered)
                     return "eap_method_not_offered"
+                if o.round_trips <= 2 and not (o.tls or {}).get("server_cert"):
+                    e.shows = "rejected right after the method proposal, before any certificate"
+                    return "tls_refused"
                 first = o.diagnosis[0]["code"] if o.diagnosis else "no diagnosis"
                 e.shows = f"rejected before the EAP method finished ({first})"
                 return "eap_method_failed"
@@ -666,7 +677,13 @@ class Diagnosis:
                                 "AuthN: user not found / not enrolled")
             return
         if code == "eap_method_not_offered":
-            self._conclude(code, evidence, remaining=["tls_refused"],
+            evidence.append(f"the server proposed: {', '.join(self._offered)} (the probe's Nak asked for its own "
+                            "method; the reject followed)")
+            self._conclude(code, evidence, look="Security 6273's Reason-Code: 22 (no EAP type could be negotiated) "
+                                                "or 66 (the method is not enabled on the policy)")
+            return
+        if code == "tls_refused":
+            self._conclude(code, evidence, remaining=["eap_method_not_offered"],
                            look="Security 6273's Reason-Code: 22/66 (method not offered) or a SCHANNEL error in the "
                                 "System log (TLS refused)")
             return

@@ -239,6 +239,22 @@ CATALOGUE: dict[str, Entry] = {
             ("NPS event 6273 and its reason code", "the account in Active Directory (locked, password expiry)"),
         ),
         Entry(
+            "eap_method_not_offered",
+            "The server does not offer this EAP method (the network policy does not enable it)",
+            "EAP: the server proposed other methods, the probe's Nak asked for its own, and the server rejected "
+            "(eap_offered lists what it proposed)",
+            (
+                "the network policy's EAP types lack this method: NPS reason 22 (no EAP type could be negotiated) "
+                "or 66 (the authentication method is not enabled on the policy)",
+                "another network policy matched than the one meant for this NAS (its conditions)",
+            ),
+            (
+                "NPS event 6273 with reason 22 or 66 (Security log)",
+                "Network Policy > Constraints > Authentication Methods > EAP Types: add the method",
+                "FreeRADIUS: the eap module's sub-modules and default_eap_type",
+            ),
+        ),
+        Entry(
             "server_refused_tls",
             "The server ended the conversation before or during the TLS handshake",
             "EAP-TLS/PEAP: Access-Reject (EAP-Failure) before any server certificate, or after a TLS alert "

@@ -118,6 +118,9 @@ def test_emulator_cause_is_named_first(case: Case) -> None:
         assert tuple(t.step.key for t in d.trace) == case.steps
     assert tuple(r.code for r in c.remaining) == case.remaining
     assert tuple(dict.fromkeys(pushed)) == case.pushed
+    if case.offered is not None:
+        assert f"the server proposed: {case.offered} " in " ".join(c.evidence), c.evidence
+        assert d.trace[-1].outcome is not None and d.trace[-1].outcome.eap_offered == [case.offered]
     if "account_other_nas" in (case.steps or ()) and case.cause != "ip_whitelist":
         assert any("IP_WHITELIST" in n for n in c.notes)  # the probe's own NAS-IP-Address skipped MFA
 
@@ -226,6 +229,7 @@ class EapCase:
     config: dict[str, Any] = field(default_factory=dict)
     pushed: tuple[str, ...] = ()
     remaining: tuple[str, ...] = ()
+    offered: str | None = None  # what the evidence says the server proposed (eap_offered)
 
 
 FREE = ("unknown_user", "unknown_user_unsigned")
@@ -238,7 +242,10 @@ EAP_CASES = [
     EapCase("PEAP-MSCHAPv2: fragments dropped (found with the wrong password, no push)", "peap-mschapv2", "hc",
             "fragments_dropped", FREE + ("wrong_password", "wrong_password_small_mtu"), config={"max_reply_size": 1200}),
     EapCase("EAP-TLS not offered by the policy", "eap-tls", "alice", "eap_method_not_offered", FREE + ("account",),
-            eap={"methods": ("peap",)}, remaining=("tls_refused",)),
+            eap={"methods": ("peap",)}, offered="PEAP"),
+    EapCase("PEAP not offered by the policy (found with the wrong password, no push)", "peap-mschapv2", "hc",
+            "eap_method_not_offered", FREE + ("wrong_password",), eap={"methods": ("eap-tls",)},
+            offered="TLS"),
 ]
 
 
@@ -272,3 +279,6 @@ def test_emulator_eap_cause_is_named_first(case: EapCase, lab_pki: Any, lab_emul
     assert tuple(t.step.key for t in d.trace) == case.steps
     assert tuple(r.code for r in c.remaining) == case.remaining
     assert tuple(dict.fromkeys(pushed)) == case.pushed
+    if case.offered is not None:
+        assert f"the server proposed: {case.offered} " in " ".join(c.evidence), c.evidence
+        assert d.trace[-1].outcome is not None and d.trace[-1].outcome.eap_offered == [case.offered]
