@@ -38,6 +38,7 @@ __all__ = ["CAUSES", "Cause", "Conclusion", "Diagnosis", "Facts", "Step", "Trace
 
 RRAS_TIMEOUT_S = 5.0  # RRAS's default RADIUS server timeout
 HUMAN_FLOOR_S = 1.5  # no person approves or denies a push faster than this
+OTP_SESSION_S = 180.0  # the extension's MFA session: a code answered later gets InvalidSession
 OTHER_NAS_IP = "192.0.2.254"  # TEST-NET-1 (RFC 5737): in nobody's IP_WHITELIST
 SMALL_MTU = 1000  # EAP fragments that fit one IP packet on any path (NPS advises 1344 or lower)
 
@@ -80,6 +81,13 @@ _ELSEWHERE = {
     "mfa_not_possible": "a reject after the password was accepted, at once: a post-authentication policy",
     "otp_user_over_eap": "a reject after the EAP method finished: a post-authentication policy",
     "otp_challenge": "the server asks for a second factor (Access-Challenge with State)",
+    "otp_rejected": "the server asked for a second factor and rejected the code",
+    "otp_session_expired": "the server asked for a second factor and rejected the code",
+    "accepted_without_mfa": "the server asks no second factor for this account (a server without MFA answers so)",
+    "eap_method_not_offered": "FreeRADIUS: the eap module has no sub-module for this method (or default_eap_type "
+                              "alone is offered and the Nak's method is not configured)",
+    "fragments_dropped": "the same on any server: a path that drops IP fragments",
+    "wrong_secret": "the same on any server: the client's secret (FreeRADIUS: clients.conf)",
     "ip_whitelist": "the answer depends on NAS-IP-Address: a policy that matches on it",
     "approval_slower_than_nas_timeout": "the server holds the answer longer than the VPN server waits",
     "message_authenticator_required": "FreeRADIUS: require_message_authenticator = yes on the client",
@@ -220,6 +228,28 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
           ("AzureMfa > AuthN for this user",),
           ("answer with --otp CODE to test the whole path", "for EAP VPNs: OVERRIDE_NUMBER_MATCHING_WITH_OTP=FALSE"),
           "otp_challenge"),
+    Cause("otp_rejected", "The code (OTP) was rejected", EXIT_FAILED,
+          "the extension asked for a code (an Access-Challenge to PAP), the probe sent --otp with the State at once, "
+          "and the extension rejected it (6273 reason 21): a wrong or stale code (an authenticator app's code lasts "
+          "30 s; the phone's clock)",
+          ("AzureMfa > AuthN for this user: the code's verification result", "Entra sign-in logs for the account"),
+          ("rerun with a fresh code from the account's authenticator (--otp CODE)",), "nps_reject_after_primary_auth"),
+    Cause("otp_session_expired", "The MFA session expired before the code came (InvalidSession)", EXIT_FAILED,
+          "the extension keeps an MFA session 3 minutes: a code answered later is rejected (InvalidSession, 6273 "
+          "reason 21). Users meet it when they take longer than that to type the code, or when the VPN server "
+          "holds the prompt; this probe answers at once, so from here it shows only as a rejected code",
+          ("AzureMfa > AuthN for this user: InvalidSession",),
+          ("answer the code within 3 minutes; a VPN prompt timeout below 180 s",), "nps_reject_after_primary_auth"),
+    Cause("accepted_without_mfa", "Accepted at once without a second factor, whatever the NAS-IP-Address",
+          EXIT_DEGRADED,
+          "the right password was accepted faster than a person approves a push, with this probe's NAS-IP-Address "
+          "and with another one: no MFA happened. On NPS with the extension: the user has no MFA method and "
+          "REQUIRE_USER_MATCH is FALSE (unregistered users pass), or the extension is not loaded",
+          ("HKLM\\SOFTWARE\\Microsoft\\AzureMfa REQUIRE_USER_MATCH (upper case; unset means TRUE)",
+           "HKLM\\SYSTEM\\CurrentControlSet\\Services\\AuthSrv\\Parameters: AuthorizationDLLs, ExtensionDLLs "
+           "(the extension is loaded)", "AzureMfa > AuthN for this user (nothing logged: the extension never ran)"),
+          ("register an MFA method for the user; REQUIRE_USER_MATCH=TRUE once every user is registered, then "
+           "Restart-Service IAS",), "mfa_not_enforced"),
     Cause("approval_slower_than_nas_timeout", "The MFA approval takes longer than the VPN server waits",
           EXIT_FAILED,
           "the Access-Accept came after the VPN server's RADIUS timeout (RRAS defaults to 5 s): the VPN gives up "
@@ -360,6 +390,16 @@ def _got(o: Outcome) -> str:
     if o.reply_message:
         text += f", Reply-Message {o.reply_message!r}"
     return text
+
+
+def _answer_gap(o: Outcome) -> float:
+    """Seconds from the (last) Access-Challenge to the request that answered it."""
+    challenged = [a for a in o.attempts if a.code == "Access-Challenge" and a.answered_s is not None]
+    if not challenged:
+        return 0.0
+    last = challenged[-1]
+    answers = [a.sent_s for a in o.attempts if a.round == last.round + 1]
+    return max(0.0, min(answers) - (last.answered_s or 0.0)) if answers else 0.0
 
 
 def _names(*codes: str) -> list[str]:
@@ -507,6 +547,10 @@ class Diagnosis:
             self._notes.append("no account given (--identity with --password-file, or a certificate): " + _WOULD_ANSWER)
             self._conclude_account_free()
             return
+        if not f.nas_ip:
+            self._notes.append("the requests carry no NAS-IP-Address (an IPv6 source sends NAS-IPv6-Address): the "
+                               "extension's IP_WHITELIST cannot apply, NPS logs AuthZ event 4 (IP_WHITE_LIST_WARNING) "
+                               "and asks for MFA")
         self._next = _WRONG_PASSWORD if f.account_password else _ACCOUNT
 
     def _conclude_account_free(self) -> None:
@@ -555,6 +599,12 @@ class Diagnosis:
             e.shows += f": asking again with Framed-MTU {SMALL_MTU} (smaller EAP fragments, no IP fragments)"
             self._next = _ACCOUNT_SMALL_MTU
             return
+        if code == "fast_accept" and not self.facts.nas_ip:  # no NAS-IP-Address: IP_WHITELIST cannot explain it
+            e.rules_out = _names("ip_whitelist")
+            self._conclude("accepted_without_mfa", evidence,
+                           look="AzureMfa > AuthN for the user: 'not enrolled' with REQUIRE_USER_MATCH FALSE, or "
+                                "nothing at all (the extension is not loaded)")
+            return
         if code == "fast_accept" and self.facts.nas_ip:
             e.shows = (f"accepted in {o.final_response_s or 0:.3f} s, faster than a person approves a push: asking "
                        f"again with NAS-IP-Address {OTHER_NAS_IP} (IP_WHITELIST compares that attribute)")
@@ -570,12 +620,13 @@ class Diagnosis:
         if code == "fast_accept":
             e.shows = "accepted at once again: the NAS-IP-Address makes no difference"
             e.rules_out = _names("ip_whitelist")
-            self._notes.append(f"the account was accepted in {o.final_response_s or 0:.3f} s, faster than a person "
-                               "approves a push: if it should do MFA, check its registration (REQUIRE_USER_MATCH=FALSE "
-                               "lets unregistered users pass) and that the extension is loaded "
-                               "(HKLM\\SYSTEM\\CurrentControlSet\\Services\\AuthSrv\\Parameters: AuthorizationDLLs, "
-                               "ExtensionDLLs) [no probe from outside tells these apart]")
-            self._finish_account("accept", evidence)
+            if self._ma_required:  # the planted posture first; the missing second factor is degraded too
+                self._degraded.append(CAUSES["accepted_without_mfa"].title + " [accepted_without_mfa]")
+                self._finish_account("accept", evidence)
+                return
+            self._conclude("accepted_without_mfa", evidence,
+                           look="AzureMfa > AuthN for the user: 'not enrolled' with REQUIRE_USER_MATCH FALSE, or "
+                                "nothing at all (the extension is not loaded); no probe from outside tells these apart")
             return
         if code == "accept":
             e.shows = "with another NAS-IP-Address the account goes through MFA"
@@ -615,6 +666,9 @@ class Diagnosis:
         """The answer of a right-password step, as the cause it points at (or accept / fast_accept)."""
         f = self.facts
         t = o.final_response_s
+        if o.result == "accept" and not f.account_eap and any(a.code == "Access-Challenge" for a in o.attempts):
+            e.shows = "accepted after the code (OTP) answered the Access-Challenge: the second factor passed"
+            return "accept"
         if o.result == "accept":
             if o.late or (t is not None and t > f.window_s):
                 e.shows = f"accepted, but after {t or 0:.1f} s: past the {f.window_s:g} s window"
@@ -637,6 +691,11 @@ class Diagnosis:
         if o.result == "challenge":
             e.shows = "an Access-Challenge to the PAP request: the extension asks for a code (OTP)"
             return "otp_challenge"
+        if o.result == "reject" and not f.account_eap and any(a.code == "Access-Challenge" for a in o.attempts):
+            gap = _answer_gap(o)
+            e.shows = (f"the code was rejected: the probe sent it {gap:.1f} s after the Access-Challenge "
+                       f"(the MFA session lives {OTP_SESSION_S:g} s)")
+            return "otp_session_expired" if gap >= OTP_SESSION_S else "otp_rejected"
         if o.result == "reject":
             if f.account_eap and not o.primary_auth_done:
                 if o.diagnosis and o.diagnosis[0]["code"] == "eap_method_not_offered":
@@ -689,6 +748,11 @@ class Diagnosis:
             return
         if code == "mfa_denied":
             self._conclude(code, evidence, look="AzureMfa > AuthN for the user: denied, or timed out unanswered")
+            return
+        if code == "otp_rejected":
+            self._conclude(code, evidence, remaining=["otp_session_expired"],
+                           look="AzureMfa > AuthN for the user: a failed code verification, or InvalidSession (the "
+                                "MFA session older than 3 minutes: not the probe's delay, it answered at once)")
             return
         if code == "mfa_not_possible":
             self._conclude(code, evidence, look="AzureMfa > AuthN for the user: not found in Entra, not enrolled "
