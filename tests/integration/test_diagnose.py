@@ -323,3 +323,77 @@ def test_emulator_eap_cause_is_named_first(case: EapCase, lab_pki: Any, lab_emul
     if case.offered is not None:
         assert f"the server proposed: {case.offered} " in " ".join(c.evidence), c.evidence
         assert d.trace[-1].outcome is not None and d.trace[-1].outcome.eap_offered == [case.offered]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# FreeRADIUS plays the EAP causes it can: a method the server does not offer, a path that drops big datagrams
+
+ONE_FRAME = 1472  # the largest UDP payload in one 1500-byte IP packet: a bigger datagram travels as fragments
+
+
+@dataclass
+class FrEapCase:
+    name: str
+    method: str
+    cause: str
+    steps: tuple[str, ...]
+    eap: dict[str, Any] = field(default_factory=dict)  # EapConfig keywords
+    relay_limit: int | None = None  # a relay in front that loses replies larger than this
+    offered: str | None = None
+
+
+FR_EAP_CASES = [
+    FrEapCase("EAP-TLS not offered (eap module without tls)", "eap-tls", "eap_method_not_offered", FREE + ("account",),
+              {"methods": ("peap", "mschapv2")}, offered="PEAP"),
+    FrEapCase("PEAP not offered (eap module with tls only)", "peap-mschapv2", "eap_method_not_offered",
+              FREE + ("wrong_password",), {"methods": ("tls",), "default_eap_type": "tls"}, offered="TLS"),
+    FrEapCase("EAP-TLS: datagrams above one frame lost on the path", "eap-tls", "fragments_dropped",
+              FREE + ("account", "account_small_mtu"), {"fragment_size": 1500}, relay_limit=ONE_FRAME),
+    FrEapCase("PEAP-MSCHAPv2: datagrams above one frame lost (wrong password, no push)", "peap-mschapv2",
+              "fragments_dropped", FREE + ("wrong_password", "wrong_password_small_mtu"), {"fragment_size": 1500},
+              relay_limit=ONE_FRAME),
+]
+
+
+@pytest.mark.freeradius
+@pytest.mark.parametrize("case", FR_EAP_CASES, ids=[c.name for c in FR_EAP_CASES])
+def test_freeradius_eap_cause_is_named_first(case: FrEapCase, lab_pki: Any, tmp_path: Path) -> None:
+    from probe.methods import spec
+    from probe.model import TlsOptions
+    from tests.servers.freeradius import EapConfig
+    from tests.servers.udp_relay import SizeLimitingRelay
+
+    if not freeradius_available():
+        pytest.skip("needs /usr/sbin/freeradius (Debian package freeradius)")
+    method = spec(case.method)
+    tls = TlsOptions(ca=str(lab_pki.directory / "ca.pem"), server_name="nps.lab.test")
+    if method.credential == "certificate":
+        tls.cert, tls.key = str(lab_pki.directory / "alice.pem"), str(lab_pki.directory / "alice.key")
+    eap = EapConfig(ca_file=lab_pki.ca, server_cert=lab_pki.server_chain, server_key=lab_pki.server_key, **case.eap)
+    with FreeRadiusServer(tmp_path, FR_SECRET, [User("alice", FR_PASSWORD)], eap=eap) as srv:
+        async def go() -> tuple[Diagnosis, list[int]]:
+            async def diagnose_at(address: tuple[str, int]) -> Diagnosis:
+                check = base_check(address, "alice", secret=FR_SECRET, password=FR_PASSWORD)
+                check.module.method, check.module.tls = case.method, tls
+                if method.credential == "certificate":
+                    check.module.password = None
+                facts = Facts(account=True, allow_push=True, allow_unsigned=True, account_eap=True,
+                              account_password=method.credential == "password")
+                return await run_diagnosis(check, address, facts, quick=QUICK)
+
+            if case.relay_limit is None:
+                return await diagnose_at((srv.host, srv.port)), []
+            async with SizeLimitingRelay((srv.host, srv.port), max_reply_size=case.relay_limit) as relay:
+                return await diagnose_at(relay.address), relay.dropped
+
+        d, dropped = helpers.run(go())
+        c = d.conclusion
+        assert c is not None and c.cause.code == case.cause, d.render("freeradius") + "\n" + srv.log_text()[-3000:]
+    assert tuple(t.step.key for t in d.trace) == case.steps
+    if case.offered is not None:
+        assert f"the server proposed: {case.offered} " in " ".join(c.evidence), c.evidence
+        assert c.cause.elsewhere is not None and "FreeRADIUS" in c.cause.elsewhere
+    if case.relay_limit is not None:  # the first round's big challenge was lost; with Framed-MTU 1000 none was
+        assert dropped and min(dropped) > case.relay_limit
+        last = d.trace[-1].outcome
+        assert last is not None and last.round_trips > 3 and last.attempts[-1].code is not None
