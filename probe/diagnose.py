@@ -224,7 +224,9 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
            "then Restart-Service IAS",), "nps_reject_after_primary_auth"),
     Cause("otp_challenge", "The extension asks this user for a code (Access-Challenge, PAP)", EXIT_DEGRADED,
           "the user's method is a code (TOTP / number matching replaced by OTP): PAP carries it, the NAS must show "
-          "the prompt and resend the code with the State; the same user fails over EAP or MS-CHAPv2",
+          "the prompt and resend the code with the State; the same user fails over EAP or MS-CHAPv2. Recognised by "
+          "being an Access-Challenge to a PAP request, not by its Reply-Message: the real prompt's wording is not "
+          "certain [?]",
           ("AzureMfa > AuthN for this user",),
           ("answer with --otp CODE to test the whole path", "for EAP VPNs: OVERRIDE_NUMBER_MATCHING_WITH_OTP=FALSE"),
           "otp_challenge"),
@@ -253,7 +255,8 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
     Cause("approval_slower_than_nas_timeout", "The MFA approval takes longer than the VPN server waits",
           EXIT_FAILED,
           "the Access-Accept came after the VPN server's RADIUS timeout (RRAS defaults to 5 s): the VPN gives up "
-          "or resends while the user approves",
+          "or resends while the user approves (RRAS exposes no retry count: its real retransmission schedule is "
+          "not documented [?])",
           ("the RADIUS server timeout on the VPN server / load balancer",),
           ("RRAS: Routing and Remote Access > Properties > Security > Authentication provider > Configure > "
            "<server> > Time-out (s) = 60", "Microsoft advises 60 s; 90-120 s where users are slow"),
@@ -726,6 +729,9 @@ class Diagnosis:
                 self._conclude("healthy", evidence)
             return
         if code == "ests_token_error":
+            self._notes.append("whether a push that times out unanswered ends as a reject (reason 21) or a discard "
+                               "(reason 9) is not documented [?]: if the phone showed a push nobody answered, "
+                               "AzureMfa > AuthN separates that from the extension's error")
             self._conclude(code, evidence, remaining=["mfa_unreachable"],
                            look="AzureMfa > AuthZ event 3: its text says ESTS_TOKEN_ERROR (a disabled service "
                                 "principal or the certificate) or HTTPS_COMMUNICATION_ERROR (NPS cannot reach Entra)")

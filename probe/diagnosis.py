@@ -124,6 +124,9 @@ CATALOGUE: dict[str, Entry] = {
                 "the user is not found in Entra (event 6273, reason 21)",
                 "the user is not enrolled for MFA and REQUIRE_USER_MATCH is TRUE",
                 "the user's default MFA method is an OTP, which EAP and MS-CHAPv2 cannot carry",
+                "PEAP: NPS could not verify the probe's Cryptobinding TLV (reason 301, possible man in the middle), "
+                "or requires one it did not get (reason 302; 'disconnect clients without cryptobinding', off by "
+                "default)",
             ),
             (
                 "NPS event 6273 and its reason code",
@@ -341,7 +344,9 @@ CATALOGUE: dict[str, Entry] = {
                 "something terminates TLS between the probe and NPS (a man in the middle)",
                 "a server bug in the compound key derivation",
             ),
-            ("capture with --pcap --keylog and compare the tunnel endpoints",),
+            ("capture with --pcap --keylog and compare the tunnel endpoints",
+             "NPS Security event 6273 for the same request: reason 301 (invalid cryptobinding TLV) or 302 (required "
+             "cryptobinding TLV not received)"),
         ),
         Entry(
             "mppe_mismatch",

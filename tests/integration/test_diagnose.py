@@ -397,3 +397,34 @@ def test_freeradius_eap_cause_is_named_first(case: FrEapCase, lab_pki: Any, tmp_
         assert dropped and min(dropped) > case.relay_limit
         last = d.trace[-1].outcome
         assert last is not None and last.round_trips > 3 and last.attempts[-1].code is not None
+
+
+def test_cli_bare_eap_tls_is_flagged_outside_microsofts_support(tmp_path: Path, cli_runner: Any, lab_pki: Any) -> None:
+    """`diagnose --method eap-tls`: the extension supports PAP, MS-CHAPv2 and PEAP; bare EAP-TLS is outside [?]."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "em.yaml"
+    config.write_text(f"eap: {{pki: {lab_pki.directory}}}\ndefault_users: true\n"
+                      f"users: {{alice: {{mfa: approve, delay: {APPROVE_S}}}}}\n")  # a person's approval
+    port = helpers.free_udp_port()
+    em = subprocess.Popen([sys.executable, "-m", "probe.cli", "emulator", "--listen", f"127.0.0.1:{port}",
+                           "--config", str(config), "--duration", "60"], stdout=subprocess.PIPE, text=True,
+                          env=helpers.clean_env())
+    try:
+        assert em.stdout is not None and "listening" in em.stdout.readline()
+        d = lab_pki.directory
+        common = ("diagnose", f"127.0.0.1:{port}", "--secret", DEFAULT_SECRET, "--quick-timeout", "0.4", "--json",
+                  "--allow-unsigned", "--allow-push", "--identity", "alice", "--ca", str(d / "ca.pem"),
+                  "--server-name", "nps.lab.test", "--timeout", "3", "--retries", "0")
+        tls = cli_runner(*common, "--method", "eap-tls", "--cert", str(d / "alice.pem"), "--key", str(d / "alice.key"))
+        assert tls.returncode == 0, tls.stdout + tls.stderr
+        doc = json.loads(tls.stdout)
+        assert doc["cause"]["code"] == "healthy"
+        assert any("outside Microsoft's documented support" in n and "[?]" in n for n in doc["notes"])
+        peap = cli_runner(*common, "--method", "peap-tls", "--cert", str(d / "alice.pem"), "--key", str(d / "alice.key"))
+        assert peap.returncode == 0, peap.stdout + peap.stderr
+        assert not any("outside Microsoft" in n for n in json.loads(peap.stdout)["notes"])
+    finally:
+        em.terminate()
+        em.wait(timeout=10)

@@ -164,3 +164,34 @@ def test_every_event_reason_has_its_class() -> None:
         if e.event_id == 6273:
             assert reason_class(e.reason) == "reject"
     assert [(e.event_id, e.reason) for e in events if e.user == "carol"] == [(6274, 9)]
+
+
+@pytest.mark.parametrize(("tamper", "reason"), [(True, 301), (False, None)])
+def test_a_cryptobinding_nps_cannot_verify_is_reason_301(lab_emulator: Any, lab_pki: Any,
+                                                         monkeypatch: pytest.MonkeyPatch, tamper: bool,
+                                                         reason: int | None) -> None:
+    """The probe's Cryptobinding response with a broken compound MAC (as a TLS-terminating middlebox would send):
+    NPS rejects with reason 301, and the judge's first entry names 301 among its causes."""
+    from probe.eap import peap as peer_peap
+    from probe.model import ProbeConfig, Secret, TlsOptions
+    from probe.emulator.config import DEFAULT_PASSWORD, DEFAULT_SECRET
+
+    real = peer_peap.build_cryptobinding_response
+    if tamper:
+        monkeypatch.setattr(peer_peap, "build_cryptobinding_response",
+                            lambda *a, **k: (lambda t: t[:-1] + bytes([t[-1] ^ 1]))(real(*a, **k)))
+
+    async def go() -> tuple[Any, list[Any]]:
+        async with lab_emulator(cryptobinding="required") as em:
+            cfg = ProbeConfig(address=em.address, secret=Secret(DEFAULT_SECRET.encode()), method="peap-mschapv2",
+                              identity="alice", password=Secret(DEFAULT_PASSWORD.encode()), policy=FAST,
+                              tls=TlsOptions(ca=str(lab_pki.directory / "ca.pem"), server_name="nps.lab.test"))
+            return await authenticate(cfg), list(em.events)
+
+    o, events = run(go())
+    if reason is None:
+        assert o.result == "accept" and o.cryptobinding == "valid"
+        return
+    assert o.result == "reject" and o.primary_auth_done
+    assert [(e.event_id, e.reason) for e in events][-1] == (6273, reason)
+    assert o.diagnosis[0]["code"] == "nps_reject_after_primary_auth" and "reason 301" in o.diagnosis[0]["text"]

@@ -165,3 +165,30 @@ def test_a_step_that_could_not_probe_ends_the_diagnosis_as_unknown() -> None:
     d = play(Facts(account=True, allow_push=True, account_password=False), REJECT, REJECT, local)
     assert d.conclusion is not None and d.conclusion.cause.code == "could_not_probe"
     assert d.conclusion.exit_code == EXIT_UNKNOWN and "alice.key" in d.conclusion.evidence[0]
+
+
+@pytest.mark.parametrize(("facts", "answers", "cause"), [
+    (ACCOUNT, [REJECT, REJECT, REJECT, outcome("discard")], "ests_token_error"),  # a timed-out push: reject or discard?
+    (ACCOUNT, [REJECT, REJECT, REJECT, outcome("reject", 9.0)], "mfa_denied"),
+    (ACCOUNT, [REJECT, REJECT, REJECT, outcome("challenge", 0.02)], "otp_challenge"),  # the prompt's wording
+    (Facts(account=True, allow_push=True, nas_timeout_s=1.0), [REJECT, REJECT, REJECT, outcome("accept", 3.0)],
+     "approval_slower_than_nas_timeout"),  # RRAS's retransmission schedule
+    (ACCOUNT, [REJECT, REJECT, outcome("discard")], "wrong_password_unanswered"),  # no DC: discard?
+    (Facts(account=True, allow_push=True, account_eap=True, account_password=False, outside_support=True),
+     [REJECT, REJECT, outcome("accept", 3.0, primary=True, rounds=8)], "healthy"),  # bare EAP-TLS with MFA
+])
+def test_facts_marked_uncertain_in_the_notes_say_so(facts: Facts, answers: list[Outcome], cause: str) -> None:
+    """PROTOCOL-NOTES marks some facts [?]: where a conclusion rests on one, the output says [?] too."""
+    d = play(facts, *answers)
+    assert d.conclusion is not None and d.conclusion.cause.code == cause
+    assert "[?]" in d.render("t")
+    doc = d.to_dict("t")
+    assert "[?]" in json.dumps([doc["cause"], doc["notes"]])
+
+
+def test_the_catalogue_names_the_cryptobinding_reasons() -> None:
+    from probe.diagnosis import CATALOGUE
+
+    reject = CATALOGUE["nps_reject_after_primary_auth"]
+    assert any("reason 301" in c and "reason 302" in c for c in reject.causes)
+    assert any("reason 301" in c and "302" in c for c in CATALOGUE["cryptobinding_invalid"].checks)
