@@ -322,6 +322,7 @@ class Facts:
     allow_unsigned: bool = False  # unsigned replies are not a degraded state (auth's --allow-unsigned)
     nas_ip: bool = True  # the requests carry NAS-IP-Address (IPv4 source): the IP_WHITELIST question can be asked
     outside_support: bool = False  # the account's method is bare EAP-TLS: outside the extension's documented support
+    account_peap: bool = False  # the account's method is PEAP (NPS sends the Cryptobinding TLV by default)
 
 
 StepKey = Literal["unknown_user", "unknown_user_unsigned", "wrong_password", "account", "account_other_nas",
@@ -428,6 +429,7 @@ class Diagnosis:
         self._degraded: list[str] = []
         self._ma_required = False  # the unsigned request was dropped
         self._offered: list[str] = []  # the EAP methods the server proposed, when it did not propose ours
+        self.not_nps: list[str] = []  # what the server did that NPS (with the MFA extension) does not do
 
     @property
     def done(self) -> bool:
@@ -465,6 +467,7 @@ class Diagnosis:
             entry.shows = "could not probe: nothing was learned about the server"
             self._conclude("could_not_probe", [f"{step.sends}: {entry.got}"])
             return entry
+        self._look_for_other_servers(o)
         getattr(self, f"_after_{step.key}")(entry, o)
         return entry
 
@@ -768,6 +771,15 @@ class Diagnosis:
 
     # -- helpers ---------------------------------------------------------------------------------------
 
+    def _look_for_other_servers(self, o: Outcome) -> None:
+        """Signs that the server is not NPS with the MFA extension (documented NPS behaviour it lacks)."""
+        if self.facts.account_peap and o.result == "accept" and o.cryptobinding == "absent":
+            self._sign("PEAP finished without a Cryptobinding TLV: NPS sends one by default (FreeRADIUS never does)")
+
+    def _sign(self, text: str) -> None:
+        if text not in self.not_nps:
+            self.not_nps.append(text)
+
     def _note_signing(self, o: Outcome) -> None:
         if o.message_authenticator == "absent":
             text = ("the server's replies carry no Message-Authenticator: a forged reply cannot be told apart "
@@ -801,7 +813,7 @@ class Diagnosis:
                 "steps": [t.as_dict() for t in self.trace],
                 "cause": self._cause_dict(c.cause), "evidence": list(c.evidence),
                 "remaining": [self._cause_dict(r) for r in c.remaining], "separating_look": c.separating_look,
-                "notes": list(c.notes), "degraded": list(c.degraded),
+                "notes": list(c.notes), "degraded": list(c.degraded), "not_nps_signs": list(self.not_nps),
                 "exit_code": c.exit_code, "verdict": VERDICTS[c.exit_code]}
 
     def render(self, target: str) -> str:
@@ -827,8 +839,11 @@ class Diagnosis:
             lines += [f"  - {r.title} [{r.code}]" for r in c.remaining]
         if c.separating_look:
             lines.append(f"The server-side look that separates them: {c.separating_look}")
+        if self.not_nps:
+            lines.append("This server may not be NPS with the MFA extension: " + "; ".join(self.not_nps) + ".")
+            lines.append("  What it did, read for any RADIUS server: " + (c.cause.elsewhere or c.cause.explanation))
         if c.cause.look:
-            lines.append("Where to look:")
+            lines.append("Where to look" + (" (on NPS)" if self.not_nps else "") + ":")
             lines += [f"  - {x}" for x in c.cause.look]
         if c.cause.fix:
             lines.append("Fix:")
@@ -837,7 +852,7 @@ class Diagnosis:
             if r.fix:
                 lines.append(f"Fix if it is {r.code}:")
                 lines += [f"  {self._fill(x)}" for x in r.fix]
-        if c.cause.elsewhere:
+        if c.cause.elsewhere and not self.not_nps:
             lines.append(f"If this server is not NPS with the MFA extension: {c.cause.elsewhere}")
         if c.degraded:
             lines.append("Degraded:")
@@ -866,7 +881,7 @@ _WRONG_PASSWORD = Step(
     "wrong_password", "Does AD check the account's password (a fast reject, no push)?",
     "the account with a wrong password", "account", "wrong")
 _ACCOUNT = Step(
-    "account", "What does the MFA extension answer for the account?",
+    "account", "What does the server answer to the right password (on NPS: the MFA extension)?",
     "the account with its right password (reaches the MFA extension: a push)", "account", "account",
     pushes=True, quick=False)
 _ACCOUNT_OTHER_NAS = Step(

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import pytest
 
 from probe.diagnose import Diagnosis, Facts
+from probe.eap.packet import EapType
 from probe.diagnose_run import run_diagnosis
 from probe.emulator.config import DEFAULT_PASSWORD, DEFAULT_SECRET, EmulatedUser, EmulatorConfig, default_config
 from probe.model import Check, Expectation, Module, Secret, Target
@@ -310,13 +311,15 @@ def test_emulator_eap_cause_is_named_first(case: EapCase, lab_pki: Any, lab_emul
             if method.credential == "certificate":
                 check.module.password = None
             facts = Facts(account=True, allow_push=True, allow_unsigned=True, account_eap=True,
-                          account_password=method.credential == "password")
+                          account_password=method.credential == "password",
+                          account_peap=method.eap_type == EapType.PEAP)
             d = await run_diagnosis(check, em.address, facts, quick=QUICK)
             return d, list(em.mfa_started)
 
     d, pushed = helpers.run(go())
     c = d.conclusion
     assert c is not None and c.cause.code == case.cause, d.render("emulator")
+    assert d.not_nps == [] and "may not be NPS" not in d.render("emulator")  # the emulator binds PEAP as NPS does
     assert tuple(t.step.key for t in d.trace) == case.steps
     assert tuple(r.code for r in c.remaining) == case.remaining
     assert tuple(dict.fromkeys(pushed)) == case.pushed
@@ -343,6 +346,8 @@ class FrEapCase:
 
 
 FR_EAP_CASES = [
+    FrEapCase("PEAP-MSCHAPv2 without MFA or cryptobinding: not NPS, said so", "peap-mschapv2", "accepted_without_mfa",
+              ALL4 + ("account_other_nas",)),
     FrEapCase("EAP-TLS not offered (eap module without tls)", "eap-tls", "eap_method_not_offered", FREE + ("account",),
               {"methods": ("peap", "mschapv2")}, offered="PEAP"),
     FrEapCase("PEAP not offered (eap module with tls only)", "peap-mschapv2", "eap_method_not_offered",
@@ -378,7 +383,8 @@ def test_freeradius_eap_cause_is_named_first(case: FrEapCase, lab_pki: Any, tmp_
                 if method.credential == "certificate":
                     check.module.password = None
                 facts = Facts(account=True, allow_push=True, allow_unsigned=True, account_eap=True,
-                              account_password=method.credential == "password")
+                              account_password=method.credential == "password",
+                              account_peap=method.eap_type == EapType.PEAP)
                 return await run_diagnosis(check, address, facts, quick=QUICK)
 
             if case.relay_limit is None:
@@ -393,6 +399,13 @@ def test_freeradius_eap_cause_is_named_first(case: FrEapCase, lab_pki: Any, tmp_
     if case.offered is not None:
         assert f"the server proposed: {case.offered} " in " ".join(c.evidence), c.evidence
         assert c.cause.elsewhere is not None and "FreeRADIUS" in c.cause.elsewhere
+    text = d.render("freeradius")
+    if case.cause == "accepted_without_mfa":  # what it saw, without pretending it is NPS
+        assert d.not_nps and "Cryptobinding TLV" in d.not_nps[0]
+        assert "This server may not be NPS with the MFA extension" in text
+        assert "read for any RADIUS server: the server asks no second factor" in text
+        assert "If this server is not NPS" not in text and "Where to look (on NPS):" in text
+        assert d.to_dict("freeradius")["not_nps_signs"] == d.not_nps
     if case.relay_limit is not None:  # the first round's big challenge was lost; with Framed-MTU 1000 none was
         assert dropped and min(dropped) > case.relay_limit
         last = d.trace[-1].outcome

@@ -192,3 +192,14 @@ def test_the_catalogue_names_the_cryptobinding_reasons() -> None:
     reject = CATALOGUE["nps_reject_after_primary_auth"]
     assert any("reason 301" in c and "reason 302" in c for c in reject.causes)
     assert any("reason 301" in c and "302" in c for c in CATALOGUE["cryptobinding_invalid"].checks)
+
+
+@pytest.mark.parametrize(("binding", "signs"), [("absent", 1), ("valid", 0)])
+def test_a_peap_accept_without_cryptobinding_is_a_sign_of_another_server(binding: str, signs: int) -> None:
+    facts = Facts(account=True, allow_push=True, account_eap=True, account_peap=True)
+    accept = outcome("accept", 3.0, primary=True, rounds=9)
+    accept.cryptobinding = binding  # type: ignore[assignment]
+    d = play(facts, REJECT, REJECT, outcome("reject", rounds=8), accept)
+    assert d.conclusion is not None and d.conclusion.cause.code == "healthy"
+    assert len(d.not_nps) == signs and len(d.to_dict("t")["not_nps_signs"]) == signs
+    assert ("may not be NPS" in d.render("t")) == bool(signs)
