@@ -758,6 +758,10 @@ class Diagnosis:
         if code == "mfa_denied":
             self._conclude(code, evidence, look="AzureMfa > AuthN for the user: denied, or timed out unanswered")
             return
+        if code in ("otp_rejected", "otp_session_expired"):
+            o = self._seen["account"]
+            evidence[-1] = (f"the account, right password: an Access-Challenge (the code prompt), the code sent "
+                            f"{_answer_gap(o):.1f} s later, then {_got(o)}")
         if code == "otp_rejected":
             self._conclude(code, evidence, remaining=["otp_session_expired"],
                            look="AzureMfa > AuthN for the user: a failed code verification, or InvalidSession (the "

@@ -97,6 +97,8 @@ CASES = [
          ALL4 + ("account_other_nas",), ("mfa_unreachable",)),
     Case("approval slower than the VPN's timeout", "approval_slower_than_nas_timeout", "hc",
          kw={"nas_timeout_s": 1.0}, steps=ALL4, pushed=("hc",)),
+    Case("approval after the MFA window", "approval_outside_window", "hc", kw={"window_s": 1.0}, steps=ALL4,
+         pushed=("hc",)),
 ]
 
 
@@ -115,8 +117,9 @@ def test_emulator_cause_is_named_first(case: Case) -> None:
         async with helpers.emulator(_config(case)) as em:
             facts = Facts(account=case.identity is not None, allow_push=True,
                           nas_timeout_s=case.kw.get("nas_timeout_s", 5.0), allow_unsigned=True,
-                          otp_given="otp" in case.kw)
+                          otp_given="otp" in case.kw, window_s=case.kw.get("window_s", 60.0))
             check = base_check(em.address, case.identity, source=case.kw.get("source"), otp=case.kw.get("otp"))
+            check.module.window_s = case.kw.get("window_s", 60.0)
             d = await run_diagnosis(check, em.address, facts, quick=QUICK)
             return d, list(em.mfa_started)
 

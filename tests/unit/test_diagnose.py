@@ -203,3 +203,18 @@ def test_a_peap_accept_without_cryptobinding_is_a_sign_of_another_server(binding
     assert d.conclusion is not None and d.conclusion.cause.code == "healthy"
     assert len(d.not_nps) == signs and len(d.to_dict("t")["not_nps_signs"]) == signs
     assert ("may not be NPS" in d.render("t")) == bool(signs)
+
+
+@pytest.mark.parametrize(("typing_s", "cause", "remaining"), [
+    (0.01, "otp_rejected", ["otp_session_expired"]), (181.0, "otp_session_expired", [])])
+def test_a_rejected_code_is_invalid_session_only_when_it_came_after_three_minutes(
+        typing_s: float, cause: str, remaining: list[str]) -> None:
+    from probe.outcome import AttemptRecord
+
+    answer = outcome("reject", 0.02, rounds=2)
+    answer.attempts = [AttemptRecord(1, 0.0, 0.01, "Access-Challenge"),
+                       AttemptRecord(2, 0.01 + typing_s, 0.02 + typing_s, "Access-Reject")]
+    d = play(Facts(account=True, allow_push=True, otp_given=True), REJECT, REJECT, REJECT, answer)
+    assert d.conclusion is not None and d.conclusion.cause.code == cause
+    assert [r.code for r in d.conclusion.remaining] == remaining
+    assert f"the code sent {typing_s:.1f} s later" in d.conclusion.evidence[-1]
