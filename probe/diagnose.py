@@ -38,6 +38,7 @@ __all__ = ["CAUSES", "Cause", "Conclusion", "Diagnosis", "Facts", "Step", "Trace
 
 RRAS_TIMEOUT_S = 5.0  # RRAS's default RADIUS server timeout
 HUMAN_FLOOR_S = 1.5  # no person approves or denies a push faster than this
+OTP_SESSION_S = 180.0  # the extension's MFA session: a code answered later gets InvalidSession
 OTHER_NAS_IP = "192.0.2.254"  # TEST-NET-1 (RFC 5737): in nobody's IP_WHITELIST
 SMALL_MTU = 1000  # EAP fragments that fit one IP packet on any path (NPS advises 1344 or lower)
 
@@ -80,6 +81,13 @@ _ELSEWHERE = {
     "mfa_not_possible": "a reject after the password was accepted, at once: a post-authentication policy",
     "otp_user_over_eap": "a reject after the EAP method finished: a post-authentication policy",
     "otp_challenge": "the server asks for a second factor (Access-Challenge with State)",
+    "otp_rejected": "the server asked for a second factor and rejected the code",
+    "otp_session_expired": "the server asked for a second factor and rejected the code",
+    "accepted_without_mfa": "the server asks no second factor for this account (a server without MFA answers so)",
+    "eap_method_not_offered": "FreeRADIUS: the eap module has no sub-module for this method (or default_eap_type "
+                              "alone is offered and the Nak's method is not configured)",
+    "fragments_dropped": "the same on any server: a path that drops IP fragments",
+    "wrong_secret": "the same on any server: the client's secret (FreeRADIUS: clients.conf)",
     "ip_whitelist": "the answer depends on NAS-IP-Address: a policy that matches on it",
     "approval_slower_than_nas_timeout": "the server holds the answer longer than the VPN server waits",
     "message_authenticator_required": "FreeRADIUS: require_message_authenticator = yes on the client",
@@ -216,14 +224,39 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
            "then Restart-Service IAS",), "nps_reject_after_primary_auth"),
     Cause("otp_challenge", "The extension asks this user for a code (Access-Challenge, PAP)", EXIT_DEGRADED,
           "the user's method is a code (TOTP / number matching replaced by OTP): PAP carries it, the NAS must show "
-          "the prompt and resend the code with the State; the same user fails over EAP or MS-CHAPv2",
+          "the prompt and resend the code with the State; the same user fails over EAP or MS-CHAPv2. Recognised by "
+          "being an Access-Challenge to a PAP request, not by its Reply-Message: the real prompt's wording is not "
+          "certain [?]",
           ("AzureMfa > AuthN for this user",),
           ("answer with --otp CODE to test the whole path", "for EAP VPNs: OVERRIDE_NUMBER_MATCHING_WITH_OTP=FALSE"),
           "otp_challenge"),
+    Cause("otp_rejected", "The code (OTP) was rejected", EXIT_FAILED,
+          "the extension asked for a code (an Access-Challenge to PAP), the probe sent --otp with the State at once, "
+          "and the extension rejected it (6273 reason 21): a wrong or stale code (an authenticator app's code lasts "
+          "30 s; the phone's clock)",
+          ("AzureMfa > AuthN for this user: the code's verification result", "Entra sign-in logs for the account"),
+          ("rerun with a fresh code from the account's authenticator (--otp CODE)",), "nps_reject_after_primary_auth"),
+    Cause("otp_session_expired", "The MFA session expired before the code came (InvalidSession)", EXIT_FAILED,
+          "the extension keeps an MFA session 3 minutes: a code answered later is rejected (InvalidSession, 6273 "
+          "reason 21). Users meet it when they take longer than that to type the code, or when the VPN server "
+          "holds the prompt; this probe answers at once, so from here it shows only as a rejected code",
+          ("AzureMfa > AuthN for this user: InvalidSession",),
+          ("answer the code within 3 minutes; a VPN prompt timeout below 180 s",), "nps_reject_after_primary_auth"),
+    Cause("accepted_without_mfa", "Accepted at once without a second factor, whatever the NAS-IP-Address",
+          EXIT_DEGRADED,
+          "the right password was accepted faster than a person approves a push, with this probe's NAS-IP-Address "
+          "and with another one: no MFA happened. On NPS with the extension: the user has no MFA method and "
+          "REQUIRE_USER_MATCH is FALSE (unregistered users pass), or the extension is not loaded",
+          ("HKLM\\SOFTWARE\\Microsoft\\AzureMfa REQUIRE_USER_MATCH (upper case; unset means TRUE)",
+           "HKLM\\SYSTEM\\CurrentControlSet\\Services\\AuthSrv\\Parameters: AuthorizationDLLs, ExtensionDLLs "
+           "(the extension is loaded)", "AzureMfa > AuthN for this user (nothing logged: the extension never ran)"),
+          ("register an MFA method for the user; REQUIRE_USER_MATCH=TRUE once every user is registered, then "
+           "Restart-Service IAS",), "mfa_not_enforced"),
     Cause("approval_slower_than_nas_timeout", "The MFA approval takes longer than the VPN server waits",
           EXIT_FAILED,
           "the Access-Accept came after the VPN server's RADIUS timeout (RRAS defaults to 5 s): the VPN gives up "
-          "or resends while the user approves",
+          "or resends while the user approves (RRAS exposes no retry count: its real retransmission schedule is "
+          "not documented [?])",
           ("the RADIUS server timeout on the VPN server / load balancer",),
           ("RRAS: Routing and Remote Access > Properties > Security > Authentication provider > Configure > "
            "<server> > Time-out (s) = 60", "Microsoft advises 60 s; 90-120 s where users are slow"),
@@ -256,7 +289,7 @@ CAUSES: dict[str, Cause] = {c.code: c for c in (
     Cause("eap_method_not_offered", "The network policy does not offer this EAP method", EXIT_FAILED,
           "the server proposed another EAP method, the probe answered with a Nak for its own, and the server "
           "rejected (reason 22 'no EAP type could be negotiated' or 66 'authentication method not enabled'); "
-          "inferred from the reject right after the Nak round, before any certificate",
+          "the evidence names what the server proposed",
           ("Security 6273 with Reason-Code 22 or 66: " + _NPS_SECURITY_EVENTS,
            "Network Policy > Constraints > Authentication Methods > EAP Types"),
           ("add the method (Microsoft: Protected EAP (PEAP), or Smart Card or other certificate) to the network "
@@ -289,6 +322,7 @@ class Facts:
     allow_unsigned: bool = False  # unsigned replies are not a degraded state (auth's --allow-unsigned)
     nas_ip: bool = True  # the requests carry NAS-IP-Address (IPv4 source): the IP_WHITELIST question can be asked
     outside_support: bool = False  # the account's method is bare EAP-TLS: outside the extension's documented support
+    account_peap: bool = False  # the account's method is PEAP (NPS sends the Cryptobinding TLV by default)
 
 
 StepKey = Literal["unknown_user", "unknown_user_unsigned", "wrong_password", "account", "account_other_nas",
@@ -362,6 +396,16 @@ def _got(o: Outcome) -> str:
     return text
 
 
+def _answer_gap(o: Outcome) -> float:
+    """Seconds from the (last) Access-Challenge to the request that answered it."""
+    challenged = [a for a in o.attempts if a.code == "Access-Challenge" and a.answered_s is not None]
+    if not challenged:
+        return 0.0
+    last = challenged[-1]
+    answers = [a.sent_s for a in o.attempts if a.round == last.round + 1]
+    return max(0.0, min(answers) - (last.answered_s or 0.0)) if answers else 0.0
+
+
 def _names(*codes: str) -> list[str]:
     return [CAUSES[c].code for c in codes]
 
@@ -384,6 +428,8 @@ class Diagnosis:
         self._notes: list[str] = []
         self._degraded: list[str] = []
         self._ma_required = False  # the unsigned request was dropped
+        self._offered: list[str] = []  # the EAP methods the server proposed, when it did not propose ours
+        self.not_nps: list[str] = []  # what the server did that NPS (with the MFA extension) does not do
 
     @property
     def done(self) -> bool:
@@ -421,6 +467,7 @@ class Diagnosis:
             entry.shows = "could not probe: nothing was learned about the server"
             self._conclude("could_not_probe", [f"{step.sends}: {entry.got}"])
             return entry
+        self._look_for_other_servers(o)
         getattr(self, f"_after_{step.key}")(entry, o)
         return entry
 
@@ -506,6 +553,10 @@ class Diagnosis:
             self._notes.append("no account given (--identity with --password-file, or a certificate): " + _WOULD_ANSWER)
             self._conclude_account_free()
             return
+        if not f.nas_ip:
+            self._notes.append("the requests carry no NAS-IP-Address (an IPv6 source sends NAS-IPv6-Address): the "
+                               "extension's IP_WHITELIST cannot apply, NPS logs AuthZ event 4 (IP_WHITE_LIST_WARNING) "
+                               "and asks for MFA")
         self._next = _WRONG_PASSWORD if f.account_password else _ACCOUNT
 
     def _conclude_account_free(self) -> None:
@@ -528,6 +579,11 @@ class Diagnosis:
         elif o.result == "discard":
             e.shows = "the wrong password got no answer while the unknown user got a reject"
             self._conclude("wrong_password_unanswered", evidence)
+        elif o.result == "reject" and o.diagnosis and o.diagnosis[0]["code"] == "eap_method_not_offered":
+            self._offered = list(o.eap_offered)
+            e.shows = (f"the server offered {', '.join(o.eap_offered)}, not this method: our Nak asked for it and the "
+                       "server rejected (no password was checked, no push)")
+            self._finish_account("eap_method_not_offered", evidence)
         elif o.result == "reject" and o.final_response_s is not None and o.final_response_s > f.nas_timeout_s:
             e.shows = f"AD said no, but after {o.final_response_s:.1f} s (the VPN waits {f.nas_timeout_s:g} s)"
             self._conclude("wrong_password_slow", evidence)
@@ -549,6 +605,12 @@ class Diagnosis:
             e.shows += f": asking again with Framed-MTU {SMALL_MTU} (smaller EAP fragments, no IP fragments)"
             self._next = _ACCOUNT_SMALL_MTU
             return
+        if code == "fast_accept" and not self.facts.nas_ip:  # no NAS-IP-Address: IP_WHITELIST cannot explain it
+            e.rules_out = _names("ip_whitelist")
+            self._conclude("accepted_without_mfa", evidence,
+                           look="AzureMfa > AuthN for the user: 'not enrolled' with REQUIRE_USER_MATCH FALSE, or "
+                                "nothing at all (the extension is not loaded)")
+            return
         if code == "fast_accept" and self.facts.nas_ip:
             e.shows = (f"accepted in {o.final_response_s or 0:.3f} s, faster than a person approves a push: asking "
                        f"again with NAS-IP-Address {OTHER_NAS_IP} (IP_WHITELIST compares that attribute)")
@@ -564,12 +626,13 @@ class Diagnosis:
         if code == "fast_accept":
             e.shows = "accepted at once again: the NAS-IP-Address makes no difference"
             e.rules_out = _names("ip_whitelist")
-            self._notes.append(f"the account was accepted in {o.final_response_s or 0:.3f} s, faster than a person "
-                               "approves a push: if it should do MFA, check its registration (REQUIRE_USER_MATCH=FALSE "
-                               "lets unregistered users pass) and that the extension is loaded "
-                               "(HKLM\\SYSTEM\\CurrentControlSet\\Services\\AuthSrv\\Parameters: AuthorizationDLLs, "
-                               "ExtensionDLLs) [no probe from outside tells these apart]")
-            self._finish_account("accept", evidence)
+            if self._ma_required:  # the planted posture first; the missing second factor is degraded too
+                self._degraded.append(CAUSES["accepted_without_mfa"].title + " [accepted_without_mfa]")
+                self._finish_account("accept", evidence)
+                return
+            self._conclude("accepted_without_mfa", evidence,
+                           look="AzureMfa > AuthN for the user: 'not enrolled' with REQUIRE_USER_MATCH FALSE, or "
+                                "nothing at all (the extension is not loaded); no probe from outside tells these apart")
             return
         if code == "accept":
             e.shows = "with another NAS-IP-Address the account goes through MFA"
@@ -609,6 +672,9 @@ class Diagnosis:
         """The answer of a right-password step, as the cause it points at (or accept / fast_accept)."""
         f = self.facts
         t = o.final_response_s
+        if o.result == "accept" and not f.account_eap and any(a.code == "Access-Challenge" for a in o.attempts):
+            e.shows = "accepted after the code (OTP) answered the Access-Challenge: the second factor passed"
+            return "accept"
         if o.result == "accept":
             if o.late or (t is not None and t > f.window_s):
                 e.shows = f"accepted, but after {t or 0:.1f} s: past the {f.window_s:g} s window"
@@ -631,11 +697,21 @@ class Diagnosis:
         if o.result == "challenge":
             e.shows = "an Access-Challenge to the PAP request: the extension asks for a code (OTP)"
             return "otp_challenge"
+        if o.result == "reject" and not f.account_eap and any(a.code == "Access-Challenge" for a in o.attempts):
+            gap = _answer_gap(o)
+            e.shows = (f"the code was rejected: the probe sent it {gap:.1f} s after the Access-Challenge "
+                       f"(the MFA session lives {OTP_SESSION_S:g} s)")
+            return "otp_session_expired" if gap >= OTP_SESSION_S else "otp_rejected"
         if o.result == "reject":
             if f.account_eap and not o.primary_auth_done:
-                if o.round_trips <= 2 and not (o.tls or {}).get("server_cert"):
-                    e.shows = "rejected right after the method proposal, before any certificate (our Nak round)"
+                if o.diagnosis and o.diagnosis[0]["code"] == "eap_method_not_offered":
+                    e.shows = (f"the server offered {', '.join(o.eap_offered)}, not this method: our Nak asked for it "
+                               "and the server rejected")
+                    self._offered = list(o.eap_offered)
                     return "eap_method_not_offered"
+                if o.round_trips <= 2 and not (o.tls or {}).get("server_cert"):
+                    e.shows = "rejected right after the method proposal, before any certificate"
+                    return "tls_refused"
                 first = o.diagnosis[0]["code"] if o.diagnosis else "no diagnosis"
                 e.shows = f"rejected before the EAP method finished ({first})"
                 return "eap_method_failed"
@@ -656,6 +732,9 @@ class Diagnosis:
                 self._conclude("healthy", evidence)
             return
         if code == "ests_token_error":
+            self._notes.append("whether a push that times out unanswered ends as a reject (reason 21) or a discard "
+                               "(reason 9) is not documented [?]: if the phone showed a push nobody answered, "
+                               "AzureMfa > AuthN separates that from the extension's error")
             self._conclude(code, evidence, remaining=["mfa_unreachable"],
                            look="AzureMfa > AuthZ event 3: its text says ESTS_TOKEN_ERROR (a disabled service "
                                 "principal or the certificate) or HTTPS_COMMUNICATION_ERROR (NPS cannot reach Entra)")
@@ -666,12 +745,27 @@ class Diagnosis:
                                 "AuthN: user not found / not enrolled")
             return
         if code == "eap_method_not_offered":
-            self._conclude(code, evidence, remaining=["tls_refused"],
+            evidence.append(f"the server proposed: {', '.join(self._offered)} (the probe's Nak asked for its own "
+                            "method; the reject followed)")
+            self._conclude(code, evidence, look="Security 6273's Reason-Code: 22 (no EAP type could be negotiated) "
+                                                "or 66 (the method is not enabled on the policy)")
+            return
+        if code == "tls_refused":
+            self._conclude(code, evidence, remaining=["eap_method_not_offered"],
                            look="Security 6273's Reason-Code: 22/66 (method not offered) or a SCHANNEL error in the "
                                 "System log (TLS refused)")
             return
         if code == "mfa_denied":
             self._conclude(code, evidence, look="AzureMfa > AuthN for the user: denied, or timed out unanswered")
+            return
+        if code in ("otp_rejected", "otp_session_expired"):
+            o = self._seen["account"]
+            evidence[-1] = (f"the account, right password: an Access-Challenge (the code prompt), the code sent "
+                            f"{_answer_gap(o):.1f} s later, then {_got(o)}")
+        if code == "otp_rejected":
+            self._conclude(code, evidence, remaining=["otp_session_expired"],
+                           look="AzureMfa > AuthN for the user: a failed code verification, or InvalidSession (the "
+                                "MFA session older than 3 minutes: not the probe's delay, it answered at once)")
             return
         if code == "mfa_not_possible":
             self._conclude(code, evidence, look="AzureMfa > AuthN for the user: not found in Entra, not enrolled "
@@ -680,6 +774,15 @@ class Diagnosis:
         self._conclude(code if code in CAUSES else "unexpected", evidence)
 
     # -- helpers ---------------------------------------------------------------------------------------
+
+    def _look_for_other_servers(self, o: Outcome) -> None:
+        """Signs that the server is not NPS with the MFA extension (documented NPS behaviour it lacks)."""
+        if self.facts.account_peap and o.result == "accept" and o.cryptobinding == "absent":
+            self._sign("PEAP finished without a Cryptobinding TLV: NPS sends one by default (FreeRADIUS never does)")
+
+    def _sign(self, text: str) -> None:
+        if text not in self.not_nps:
+            self.not_nps.append(text)
 
     def _note_signing(self, o: Outcome) -> None:
         if o.message_authenticator == "absent":
@@ -714,7 +817,7 @@ class Diagnosis:
                 "steps": [t.as_dict() for t in self.trace],
                 "cause": self._cause_dict(c.cause), "evidence": list(c.evidence),
                 "remaining": [self._cause_dict(r) for r in c.remaining], "separating_look": c.separating_look,
-                "notes": list(c.notes), "degraded": list(c.degraded),
+                "notes": list(c.notes), "degraded": list(c.degraded), "not_nps_signs": list(self.not_nps),
                 "exit_code": c.exit_code, "verdict": VERDICTS[c.exit_code]}
 
     def render(self, target: str) -> str:
@@ -740,8 +843,11 @@ class Diagnosis:
             lines += [f"  - {r.title} [{r.code}]" for r in c.remaining]
         if c.separating_look:
             lines.append(f"The server-side look that separates them: {c.separating_look}")
+        if self.not_nps:
+            lines.append("This server may not be NPS with the MFA extension: " + "; ".join(self.not_nps) + ".")
+            lines.append("  What it did, read for any RADIUS server: " + (c.cause.elsewhere or c.cause.explanation))
         if c.cause.look:
-            lines.append("Where to look:")
+            lines.append("Where to look" + (" (on NPS)" if self.not_nps else "") + ":")
             lines += [f"  - {x}" for x in c.cause.look]
         if c.cause.fix:
             lines.append("Fix:")
@@ -750,7 +856,7 @@ class Diagnosis:
             if r.fix:
                 lines.append(f"Fix if it is {r.code}:")
                 lines += [f"  {self._fill(x)}" for x in r.fix]
-        if c.cause.elsewhere:
+        if c.cause.elsewhere and not self.not_nps:
             lines.append(f"If this server is not NPS with the MFA extension: {c.cause.elsewhere}")
         if c.degraded:
             lines.append("Degraded:")
@@ -779,7 +885,7 @@ _WRONG_PASSWORD = Step(
     "wrong_password", "Does AD check the account's password (a fast reject, no push)?",
     "the account with a wrong password", "account", "wrong")
 _ACCOUNT = Step(
-    "account", "What does the MFA extension answer for the account?",
+    "account", "What does the server answer to the right password (on NPS: the MFA extension)?",
     "the account with its right password (reaches the MFA extension: a push)", "account", "account",
     pushes=True, quick=False)
 _ACCOUNT_OTHER_NAS = Step(

@@ -106,7 +106,8 @@ def diagnose_command(args: argparse.Namespace) -> int:
                   allow_push=args.allow_push, nas_timeout_s=args.nas_timeout, window_s=base.module.window_s,
                   allow_unsigned=args.allow_unsigned,
                   nas_ip=":" not in address[0] or any(n == "NAS-IP-Address" for n, _ in base.module.attrs),
-                  outside_support=method.eap_type == EapType.TLS and method.inner_type is None)
+                  outside_support=method.eap_type == EapType.TLS and method.inner_type is None,
+                  account_peap=method.eap_type == EapType.PEAP)
     quick = RetryPolicy(timeout_s=args.quick_timeout, retries=1, listen_s=0.0)
     options = RunOptions(concurrency=1, cert_warn_days=args.cert_warn_days, slow_fraction=args.slow_fraction)
 

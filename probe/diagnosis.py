@@ -124,6 +124,9 @@ CATALOGUE: dict[str, Entry] = {
                 "the user is not found in Entra (event 6273, reason 21)",
                 "the user is not enrolled for MFA and REQUIRE_USER_MATCH is TRUE",
                 "the user's default MFA method is an OTP, which EAP and MS-CHAPv2 cannot carry",
+                "PEAP: NPS could not verify the probe's Cryptobinding TLV (reason 301, possible man in the middle), "
+                "or requires one it did not get (reason 302; 'disconnect clients without cryptobinding', off by "
+                "default)",
             ),
             (
                 "NPS event 6273 and its reason code",
@@ -255,6 +258,22 @@ CATALOGUE: dict[str, Entry] = {
             ("NPS event 6273 and its reason code", "the account in Active Directory (locked, password expiry)"),
         ),
         Entry(
+            "eap_method_not_offered",
+            "The server does not offer this EAP method (the network policy does not enable it)",
+            "EAP: the server proposed other methods, the probe's Nak asked for its own, and the server rejected "
+            "(eap_offered lists what it proposed)",
+            (
+                "the network policy's EAP types lack this method: NPS reason 22 (no EAP type could be negotiated) "
+                "or 66 (the authentication method is not enabled on the policy)",
+                "another network policy matched than the one meant for this NAS (its conditions)",
+            ),
+            (
+                "NPS event 6273 with reason 22 or 66 (Security log)",
+                "Network Policy > Constraints > Authentication Methods > EAP Types: add the method",
+                "FreeRADIUS: the eap module's sub-modules and default_eap_type",
+            ),
+        ),
+        Entry(
             "server_refused_tls",
             "The server ended the conversation before or during the TLS handshake",
             "EAP-TLS/PEAP: Access-Reject (EAP-Failure) before any server certificate, or after a TLS alert "
@@ -341,7 +360,9 @@ CATALOGUE: dict[str, Entry] = {
                 "something terminates TLS between the probe and NPS (a man in the middle)",
                 "a server bug in the compound key derivation",
             ),
-            ("capture with --pcap --keylog and compare the tunnel endpoints",),
+            ("capture with --pcap --keylog and compare the tunnel endpoints",
+             "NPS Security event 6273 for the same request: reason 301 (invalid cryptobinding TLV) or 302 (required "
+             "cryptobinding TLV not received)"),
         ),
         Entry(
             "mppe_mismatch",

@@ -133,9 +133,12 @@ class EapMethod:
                                             "method derived (tunnel or cryptobinding keys)")
 
     def report(self, outcome: Outcome) -> None:
+        from .eap.packet import type_label
+
         binding = self.peer.cryptobinding
         outcome.cryptobinding = "valid" if binding == "valid" else "invalid" if binding == "invalid" else "absent"
         outcome.eap_detail = self.peer.failure_detail
+        outcome.eap_offered = [type_label(t) for t in self.peer.proposed]
         report = self.peer.tls_report(now=datetime.now(timezone.utc))
         if report:
             outcome.tls = report

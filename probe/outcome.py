@@ -101,6 +101,8 @@ class Outcome:
     late: bool = False
     reply_message: str | None = None
     eap_detail: str | None = None  # what the EAP method learned, e.g. "TLS server sent alert: certificate expired"
+    # The outer EAP methods the server proposed, in order ("PEAP", "TLS"); one that is not ours got a Nak.
+    eap_offered: list[str] = field(default_factory=list)
     message_authenticator: MessageAuthenticator | None = None
     mppe: Mppe = "absent"
     cryptobinding: Cryptobinding = "absent"

@@ -206,6 +206,13 @@ def _server_refused_tls(o: Outcome) -> bool:
     return False
 
 
+def method_not_offered(o: Outcome, eap_type: int | None) -> bool:
+    """The server proposed other EAP methods and never ours (our Nak asked for it): the policy does not offer it."""
+    from .eap.packet import type_label
+
+    return bool(o.eap_offered) and eap_type is not None and type_label(eap_type) not in o.eap_offered
+
+
 def diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | None]]:
     """(catalogue code, detail) for what the answer shows, in the order an admin should check them."""
     codes: list[tuple[str, str | None]] = []
@@ -234,6 +241,9 @@ def diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | N
             code = "otp_rejected"  # our code answered the server's challenge: the password was right, the code not
         elif o.primary_auth_done:
             code = "nps_reject_after_primary_auth"
+        elif eap and spec is not None and method_not_offered(o, spec.eap_type):
+            code = "eap_method_not_offered"
+            details.insert(0, f"the server offered {', '.join(o.eap_offered)}")
         elif eap and _server_refused_tls(o):
             code = "server_refused_tls"
         else:

@@ -180,6 +180,14 @@ def parse_identity(packet: EapPacket) -> str:
         raise EapError(f"EAP Identity is not valid UTF-8 (byte {exc.start})") from None
 
 
+def type_label(value: int) -> str:
+    """An EAP type as reports name it ("PEAP", "TLS", "MD5_CHALLENGE"), or its number."""
+    try:
+        return EapType(value).name
+    except ValueError:
+        return str(value)
+
+
 def nak(identifier: int, desired: Sequence[int]) -> EapPacket:
     """Legacy Nak (RFC 3748 5.3.1) listing the types we would accept, best first.
 

@@ -95,6 +95,8 @@ is itself split across outer fragments; hostapd's peer uses the same 100-byte ma
 
 MAX_METHOD_STARTS = 3
 """A server may restart the method (Start again) twice; the third restart is a loop."""
+MAX_PROPOSALS_KEPT = 8
+"""The server's outer method proposals recorded (EapPeer.proposed), at most."""
 MAX_IDENTITY_REQUESTS = 4
 MAX_NOTIFICATIONS = 8
 _RECEIVED_ALERT = re.compile(r"(?:server sent alert: |\b(?:sslv3|tlsv1|tlsv13|tls) alert )(?P<alert>[a-z0-9 _]+)")
@@ -450,6 +452,8 @@ class EapPeer:
         self._starts = 0
         self._identity_requests = 0
         self._last: tuple[bytes, bytes] | None = None
+        self.proposed: list[int] = []
+        """The outer EAP types the server proposed, in order (a Nak answered each one that is not ours)."""
 
     def __repr__(self) -> str:
         return f"EapPeer(method={self.config.name!r}, identity={self.config.identity!r}, state={self.state!r})"
@@ -604,6 +608,9 @@ class EapPeer:
             _bounded(len(self.notifications), MAX_NOTIFICATIONS, "Notifications")
             self.notifications.append(packet.data.decode("utf-8", "replace"))
             return EapPacket.response(packet.identifier, EapType.NOTIFICATION)
+        if self._method is None and kind is not None and kind not in self.proposed \
+                and len(self.proposed) < MAX_PROPOSALS_KEPT:
+            self.proposed.append(int(kind))
         if kind == self._type:
             return EapPacket.response(packet.identifier, kind, self._method_step(packet))
         if kind == EapType.NAK:

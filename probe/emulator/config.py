@@ -27,15 +27,36 @@ Causes ``radius-probe diagnose`` names, and the key that plants each (real-world
 - a user with ``mfa: discard``: ESTS_TOKEN_ERROR [a disabled service principal 981f26a1-... / 1f5530b3-...
   or the extension certificate: Security 6274 reason 9, AuthZ event 3, no reply]
 - ``mfa: deny`` / ``unanswered`` with a ``delay``: push denied / not answered [6273 reason 21]
-- ``mfa: otp``: OTP over PAP (Access-Challenge); the same user over EAP fails [a TOTP user and extension
-  >= 1.2.2216.1; OVERRIDE_NUMBER_MATCHING_WITH_OTP]
-- ``mfa: not_enrolled`` with ``require_user_match: true|false`` [REQUIRE_USER_MATCH]
+- ``mfa: otp``: OTP over PAP (Access-Challenge, recognised by being a challenge to PAP, not by its
+  ``otp_prompt`` text, whose real wording is not certain [?]); the same user over EAP fails, 6273
+  reason 21 [a TOTP user and extension >= 1.2.2216.1: AuthZ "Challenge requested in Authentication
+  Ext for User"; fix OVERRIDE_NUMBER_MATCHING_WITH_OTP=FALSE]
+- ``otp_session_lifetime: S`` (180 s): an OTP answered S seconds or more after its challenge gets
+  Access-Reject, reason 21 [the extension's InvalidSession: the MFA session is older than 3 minutes];
+  the challenge's State is kept a third longer (240 s) so the late answer is recognised, not taken
+  for a new request. ``0`` makes every answer late (tests)
+- ``mfa: not_enrolled`` with ``require_user_match: true`` (the default): Access-Reject, reason 21;
+  with ``false``: Access-Accept without MFA [REQUIRE_USER_MATCH, upper case, unset means TRUE]
+- ``mfa: foreign_tenant``: Access-Reject, reason 21 [AccessDenied "Caller tenant doesn't have access
+  permissions": the UPN's tenant is not the extension's]
 - ``ip_whitelist: [127.0.0.1]``: MFA skipped by NAS-IP-Address (never the source address); a request
-  without NAS-IP-Address logs event 4 (IP_WHITE_LIST_WARNING) and gets MFA [IP_WHITELIST]
+  without NAS-IP-Address (the probe over IPv6 sends NAS-IPv6-Address) logs event 4
+  (IP_WHITE_LIST_WARNING) and gets MFA [IP_WHITELIST: exact IPv4 addresses, no ranges]
 - ``max_reply_size: N``: replies larger than N bytes are lost on the way back [a path that drops IP
   fragments of large Access-Challenges; a smaller Framed-MTU gets through]
-- ``eap: {methods: [...]}`` without the probe's method: [the network policy does not offer it, reason 22]
-- a request without User-Name: REQUEST_FORMAT_ERROR [discarded]
+- ``eap: {methods: [...]}`` without the probe's method: the server proposes its first method, the
+  probe's Nak asks for its own, Access-Reject, 6273 reason 22 [the network policy does not offer the
+  method: reason 22 "no EAP type could be negotiated" (66 where the policy disables the method
+  class altogether)]
+- ``eap: {cryptobinding: required}``: a PEAP peer without the Cryptobinding TLV gets reason 302, a
+  binding that does not verify reason 301 [NPS "disconnect clients without cryptobinding", off by
+  default; 301 = possible man in the middle]
+- a request without User-Name: REQUEST_FORMAT_ERROR, discarded (event 6274) [the extension's
+  REQUEST_FORMAT_ERROR; the reason code NPS logs for it is not documented [?]]. ``radius-probe`` always
+  sends User-Name, so ``diagnose`` cannot meet this one: a NAS that strips it does
+
+Reason codes and their classes follow PROTOCOL-NOTES.md (:class:`probe.emulator.nps_rules.Reason`):
+9, 262, 266 discard (event 6274, no reply), every other reject (event 6273, Access-Reject).
 
 ``limits:`` bounds every table, cache and history (see :mod:`probe.emulator.limits`
 for the defaults): ``max_conversations``, ``max_tls_conversations``,
@@ -62,6 +83,8 @@ BEHAVIOURS = ("approve", "deny", "discard", "otp", "not_found", "not_enrolled", 
 DEFAULT_SECRET = "radius-probe-lab"
 DEFAULT_PASSWORD = "Passw0rd!"
 DEFAULT_OTP = "123456"
+DEFAULT_OTP_SESSION_LIFETIME_S = 180.0
+"""The extension's MFA session: an OTP answered 3 minutes or more after the challenge gets InvalidSession."""
 
 
 class EmulatorConfigError(ValueError):
@@ -129,6 +152,7 @@ class EmulatorConfig:
     eap: EapSettings | None = None
     limits: EmulatorLimits = field(default_factory=EmulatorLimits)
     max_reply_size: int | None = None  # replies larger than this are lost on the path (dropped IP fragments)
+    otp_session_lifetime_s: float = DEFAULT_OTP_SESSION_LIFETIME_S  # an OTP answered this late: InvalidSession
 
     def scaled(self, hold_factor: float, max_hold_s: float | None = None) -> "EmulatorConfig":
         """A copy with approval delays scaled/capped (the demo shortens holds)."""
@@ -206,7 +230,7 @@ def load_config(path: Path) -> EmulatorConfig:
 def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) -> EmulatorConfig:
     known = {"secret", "secret_file", "require_message_authenticator", "require_user_match", "sign_replies",
              "duplicate_hold", "clients", "ip_whitelist", "deny_message", "otp_prompt", "users",
-             "default_users", "eap", "limits", "max_reply_size"}
+             "default_users", "eap", "limits", "max_reply_size", "otp_session_lifetime"}
     for key in doc:
         _need(key in known, f"{where}: {key}", f"unknown field (known: {', '.join(sorted(known))})")
     cfg = EmulatorConfig()
@@ -254,6 +278,11 @@ def config_from_dict(doc: dict[str, Any], where: str, base: Path | None = None) 
         _need(isinstance(size, int) and not isinstance(size, bool) and 20 <= size <= 4096,
               f"{where}: max_reply_size", f"must be a number of bytes from 20 to 4096, not {size!r}")
         cfg.max_reply_size = size
+    if "otp_session_lifetime" in doc:
+        life = doc["otp_session_lifetime"]
+        _need(_is_number(life) and 0 <= life <= 3600, f"{where}: otp_session_lifetime",
+              f"must be seconds from 0 to 3600, not {life!r}")
+        cfg.otp_session_lifetime_s = float(life)
     for text_field in ("deny_message", "otp_prompt"):
         if text_field in doc:
             setattr(cfg, text_field, str(doc[text_field]))

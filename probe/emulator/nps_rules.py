@@ -15,30 +15,52 @@ from collections.abc import Callable
 from probe import pki
 from probe.eap.tls import TlsEngine
 
-__all__ = ["Fail", "Reason", "UsersLookup", "account_name", "certificate_account"]
+__all__ = ["DISCARD_CLASS", "Fail", "Reason", "UsersLookup", "account_name", "certificate_account", "reason_class"]
 
 UsersLookup = Callable[[str], "str | None"]
 """Account name -> its password, or None for an unknown account (certificates only need it known)."""
 
 
 class Reason(enum.IntEnum):
-    """NPS reason codes (event 6273) this server produces.
+    """NPS reason codes (events 6273 and 6274) this server produces.
 
-    Sources: Microsoft's "NPS Reason Codes" pages (0-37, 258-282, 283-303).
-    CERT_EXPIRED is 268 ("the certificate ... is expired"), recalled from
-    the 258-282 page; the other numbers are quoted in PROTOCOL-NOTES.md.
+    Sources: Microsoft's "NPS Reason Codes" pages (0-37, 258-282, 283-303), as quoted in
+    PROTOCOL-NOTES.md ("second round of facts"). Each has a class (:func:`reason_class`):
+    9, 262 and 266 are discard-class (event 6274, no reply), the others reject-class (6273).
     """
 
+    DISCARDED_BY_EXTENSION = 9
+    """Discarded by a third-party extension DLL (the MFA extension's ESTS_TOKEN_ERROR): event 6274, no reply."""
     BAD_CREDENTIALS = 16
     """Wrong password, unknown user, or a certificate that maps to no account."""
+    EXTENSION_REJECTED = 21
+    """The extension DLL rejected (MFA denied or not answered, user not in Entra / not enrolled, AccessDenied,
+    InvalidSession, a TOTP user over EAP)."""
     EAP_NOT_COMPLETED = 22
-    """EAP type not processed: no common method, TLS failure, missing cryptobinding."""
+    """No EAP type could be negotiated (a Nak for a method the policy lacks), or EAP could not complete (TLS)."""
+    METHOD_NOT_ENABLED = 66
+    """The authentication method is not enabled on the matching network policy (PAP or EAP off)."""
+    EAP_TIMED_OUT = 96
+    """The EAP session timed out before it completed."""
+    CRYPTOBINDING_INVALID = 301
+    """The PEAP Cryptobinding TLV did not verify (possible man in the middle)."""
+    CRYPTOBINDING_MISSING = 302
+    """The policy requires cryptobinding and the peer did not send the Cryptobinding TLV."""
     CERT_UNTRUSTED = 265
     """The client certificate does not chain to a trusted root."""
     CERT_EXPIRED = 268
     """The client certificate is outside its validity period [number: ?]."""
     NO_CLIENT_AUTH_EKU = 283
     """The client certificate lacks the Client Authentication purpose."""
+
+
+DISCARD_CLASS = frozenset({9, 262, 266})
+"""Reason codes NPS logs with event 6274 (request discarded, no reply); every other code is reject-class."""
+
+
+def reason_class(reason: int) -> str:
+    """"discard" (event 6274, no reply) or "reject" (event 6273, Access-Reject) for an NPS reason code."""
+    return "discard" if reason in DISCARD_CLASS else "reject"
 
 
 class Fail(Exception):

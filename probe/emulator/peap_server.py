@@ -291,12 +291,12 @@ class PeapPhase2:
         if mode == "off" or (binding is None and mode == "optional"):
             return session_mppe(self._outer.key_material(), None)
         if binding is None:
-            raise Fail(Reason.EAP_NOT_COMPLETED, "cryptobinding is required and the peer did not answer it")
+            raise Fail(Reason.CRYPTOBINDING_MISSING, "cryptobinding is required and the peer did not answer it")
         assert self._compound is not None
         try:
             cb.verify_cryptobinding_response(self._compound, binding)
         except cb.CryptobindingError as exc:
-            raise Fail(Reason.EAP_NOT_COMPLETED, f"cryptobinding failed: {exc}") from None
+            raise Fail(Reason.CRYPTOBINDING_INVALID, f"cryptobinding failed: {exc}") from None
         return session_mppe(self._outer.key_material(), self._compound)
 
     def _success_text(self, bound: bool) -> str:

@@ -44,12 +44,15 @@ from .config import EmulatedUser, EmulatorConfig
 from ..eap.packet import EapPacket
 from .eap_server import EapServerSession, ServerTls, account_name, reply_attributes
 from .limits import TRIM_AFTER, ConversationTable, EmulatorLimits, EmulatorStats, give_memory_back
+from .nps_rules import Reason, reason_class
 
 log = logging.getLogger("probe.emulator")
 
 SESSION_TTL_S = math.inf
 """Kept for callers that shorten it (tests): when below ``limits.max_age_s`` it is used instead."""
 EAP_TIMED_OUT = 96
+OTP_STATE_KEEP_FACTOR = 4 / 3
+"""An OTP challenge's State outlives its MFA session by a third (240 s for 180 s), then it is forgotten."""
 """NPS reason code: the EAP session timed out before it completed."""
 TIMEOUT_EVENTS_PER_SWEEP = 10
 """A sweep that times out more conversations than this is a flood: they are counted, and one summary event
@@ -198,6 +201,12 @@ class NpsEmulator(asyncio.DatagramProtocol):
     def _max_age_s(self) -> float:
         return min(self.limits.max_age_s, SESSION_TTL_S)
 
+    @property
+    def _otp_keep_s(self) -> float:
+        """How long an OTP challenge's State is kept: past the MFA session's lifetime, so a late answer is
+        told InvalidSession instead of being taken for a new request."""
+        return max(self._max_age_s, self.config.otp_session_lifetime_s * OTP_STATE_KEEP_FACTOR)
+
     def _expire(self, now: float) -> None:
         """Forget answered requests past their duplicate window and aged OTP challenges, oldest first.
 
@@ -206,7 +215,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
         (max_duplicates, max_conversations) bound a flood.
         """
         _expire_table(self._seen, lambda until: until > now, self.limits.max_duplicates)
-        _expire_table(self._otp_states, lambda e: now - e[1] <= self._max_age_s, self.limits.max_conversations)
+        _expire_table(self._otp_states, lambda e: now - e[1] <= self._otp_keep_s, self.limits.max_conversations)
 
     def sweep(self, now: float | None = None) -> int:
         """Forget what aged: stalled EAP conversations (event 6273, reason 96), duplicates, OTP challenges,
@@ -384,8 +393,8 @@ class NpsEmulator(asyncio.DatagramProtocol):
         elif mfa == "foreign_tenant":
             self._reject(ans, user.name, 21, "AccessDenied: Caller tenant doesn't have access permissions")
         elif mfa == "discard":
-            self._event(6274, None, user.name, "ESTS_TOKEN_ERROR: the extension could not get a token: "
-                        "request discarded (AuthZ event 3)")
+            self._event(6274, Reason.DISCARDED_BY_EXTENSION, user.name, "ESTS_TOKEN_ERROR: the extension could not "
+                        "get a token: request discarded (AuthZ event 3)")
             self._revoke_fast_reconnect(ans)
             self._finish(ans)
             # Retransmissions of a discarded request are dropped too, for a bounded while.
@@ -409,8 +418,13 @@ class NpsEmulator(asyncio.DatagramProtocol):
                 self._accept(ans, user, "user not enrolled; REQUIRE_USER_MATCH false: accepted without MFA")
 
     def _otp_answer(self, ans: _Answer, state: bytes, code: bytes) -> None:
-        name, _ = self._otp_states.pop(state)
+        name, issued = self._otp_states.pop(state)
         user = self.config.users[name]
+        age = self.clock() - issued
+        if age >= self.config.otp_session_lifetime_s:
+            self._reject(ans, name, Reason.EXTENSION_REJECTED, f"InvalidSession: the OTP came {age:.0f} s after the "
+                         f"challenge, the MFA session lives {self.config.otp_session_lifetime_s:g} s")
+            return
         if user.otp_code is not None and code == user.otp_code.encode():
             self._later(user.delay_s, self._accept, ans, user, "OTP verified")
         else:
@@ -435,6 +449,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
 
     def _reject(self, ans: _Answer, name: str | None, reason: int, text: str, message: str | None = None,
                 eap_failure: bytes | None = None) -> None:
+        assert reason_class(reason) == "reject", f"reason {reason} is discard-class: event 6274, no Access-Reject"
         self._event(6273, reason, name, f"access denied: {text}")
         self._revoke_fast_reconnect(ans)
         attrs = pk.eap_message_attrs(eap_failure) if eap_failure is not None else list(ans.reject_attrs)

@@ -650,6 +650,17 @@ def server_refused_tls(lab: Lab) -> Outcome:
     return o
 
 
+def eap_method_not_offered(lab: Lab) -> Outcome:
+    """EAP-TLS against a policy that offers PEAP only: the server proposes PEAP, our Nak asks for TLS, a reject."""
+    policy = eap_server.EapServerPolicy(server_cert=lab.pki.server_chain, server_key=lab.pki.server_key,
+                                        ca_file=lab.pki.ca, methods=("peap",))
+    o, em = against(NpsEmulator(default_config(), eap_policy=policy), lambda addr: eap_probe(lab.pki, addr, "eap-tls"))
+    assert o.eap_offered == ["PEAP"] and o.round_trips == 2
+    assert "the server offered PEAP" in o.diagnosis[0]["text"]
+    assert [(e.event_id, e.reason) for e in em.events] == [(6273, 22)]
+    return o
+
+
 def mfa_not_enforced(lab: Lab) -> Outcome:
     """The unenrolled canary: REQUIRE_USER_MATCH false lets erin in without MFA where a reject was expected."""
     config = default_config()
@@ -708,6 +719,7 @@ PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "malformed_reply": (malformed_reply, "error", "malformed"),
     "eap_stalled": (eap_stalled, "discard", None),
     "server_refused_tls": (server_refused_tls, "reject", None),
+    "eap_method_not_offered": (eap_method_not_offered, "reject", None),
     "mfa_not_enforced": (mfa_not_enforced, "accept", None),
     "expectation_unmet": (expectation_unmet, "accept", None),
 }

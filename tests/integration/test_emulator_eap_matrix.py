@@ -63,7 +63,7 @@ EXPECTED = {
     "erin": ("reject", ["nps_reject_after_primary_auth"], 6273, 21),
     "frank": ("reject", ["nps_reject_after_primary_auth"], 6273, 21),
     "dave": ("reject", ["nps_reject_after_primary_auth"], 6273, 21),  # OTP cannot ride on EAP
-    "carol": ("discard", ["nps_discard_after_primary_auth"], 6274, None),
+    "carol": ("discard", ["nps_discard_after_primary_auth"], 6274, 9),  # discarded by the extension DLL
 }
 
 

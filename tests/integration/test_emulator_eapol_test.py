@@ -220,7 +220,7 @@ def test_peap_mschapv2_peer_without_cryptobinding_optional(lab: pki.Pki, tmp_pat
 def test_peap_mschapv2_peer_without_cryptobinding_required(lab: pki.Pki, tmp_path: Path) -> None:
     result, server = converse(lab, tmp_path, peap_mschapv2(lab, crypto_binding=0),
                               policy_for(lab, cryptobinding="required"))
-    step = assert_failure(result, server, 22)
+    step = assert_failure(result, server, 302)  # NPS: required cryptobinding TLV not received
     assert "cryptobinding is required" in step.text
 
 

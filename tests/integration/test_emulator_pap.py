@@ -201,6 +201,7 @@ def test_emulator_memory_stays_bounded_under_a_flood(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(server, "SESSION_TTL_S", 0.3)
     cfg = default_config()
     cfg.duplicate_hold_s = 0.3
+    cfg.otp_session_lifetime_s = 0.2  # OTP challenges outlive their MFA session by a third, at least SESSION_TTL_S
     quick = RetryPolicy(timeout_s=0.05, retries=0, listen_s=0.05)
 
     async def go():  # type: ignore[no-untyped-def]

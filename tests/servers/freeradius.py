@@ -86,7 +86,8 @@ is raised when the server cannot be configured or started (with the log tail).
 
 EAP (``eap=EapConfig(ca_file, server_cert, server_key, server_key_password=None,
 tls_min_version="1.2", tls_max_version="1.2", peap_tls_max_version="1.2",
-default_eap_type="peap", fragment_size=1024, session_cache=False)``):
+default_eap_type="peap", fragment_size=1024, session_cache=False, methods=("tls", "peap", "mschapv2"))``;
+a method left out of ``methods`` is not offered: a Nak for it gets Access-Reject):
 
 * One CA issues the server certificate and is trusted for client
   certificates (outer EAP-TLS and PEAP's inner EAP-TLS). EAP-TLS may use TLS
@@ -216,6 +217,9 @@ class EapConfig:
     default_eap_type: str = "peap"
     fragment_size: int = 1024
     session_cache: bool = False
+    methods: tuple[str, ...] = ("tls", "peap", "mschapv2")
+    """The outer eap sub-modules configured: one left out is a method the server does not offer (a Nak for
+    it gets Access-Reject), as a network policy without that EAP type."""
 
     def __post_init__(self) -> None:
         for name in ("tls_min_version", "tls_max_version", "peap_tls_max_version"):
@@ -225,6 +229,10 @@ class EapConfig:
             raise ValueError(f"EapConfig.default_eap_type must be one of {_EAP_TYPES}")
         if not 64 <= self.fragment_size <= 4096:
             raise ValueError("EapConfig.fragment_size must be within 64..4096")
+        if not self.methods or not set(self.methods) <= set(_EAP_TYPES):
+            raise ValueError(f"EapConfig.methods must be a non-empty subset of {_EAP_TYPES}")
+        if self.default_eap_type not in self.methods:
+            raise ValueError("EapConfig.default_eap_type must be one of EapConfig.methods")
 
 
 @dataclass(frozen=True)
@@ -826,19 +834,15 @@ server probe {{
             "\ttls-config tls-peap {",
             *_indent(self._tls_options(eap, eap.peap_tls_max_version), 2),
             "\t}",
-            "\ttls {",
-            "\t\ttls = tls-eap",
-            "\t}",
-            "\tpeap {",
-            "\t\ttls = tls-peap",
-            "\t\tdefault_eap_type = mschapv2",
-            "\t\tcopy_request_to_tunnel = no",
-            "\t\tuse_tunneled_reply = no",
-            f"\t\tvirtual_server = {_INNER_SERVER}",
-            "\t}",
-            "\tmschapv2 {",
-            "\t\tsend_error = no",
-            "\t}",
+            *(["\ttls {", "\t\ttls = tls-eap", "\t}"] if "tls" in eap.methods else []),
+            *(["\tpeap {",
+               "\t\ttls = tls-peap",
+               "\t\tdefault_eap_type = mschapv2",
+               "\t\tcopy_request_to_tunnel = no",
+               "\t\tuse_tunneled_reply = no",
+               f"\t\tvirtual_server = {_INNER_SERVER}",
+               "\t}"] if "peap" in eap.methods else []),
+            *(["\tmschapv2 {", "\t\tsend_error = no", "\t}"] if "mschapv2" in eap.methods else []),
             "}",
         ]
         inner = [

@@ -63,7 +63,8 @@ REJECT = outcome("reject")
     (ACCOUNT, [REJECT, REJECT, REJECT, outcome("accept", 0.01), outcome("accept", 3.0)], "ip_whitelist",
      ["unknown_user", "unknown_user_unsigned", "wrong_password", "account", "account_other_nas"]),
     (ACCOUNT, [REJECT, REJECT, REJECT, outcome("accept", 0.01), outcome("discard")], "ests_token_error", None),
-    (ACCOUNT, [REJECT, REJECT, REJECT, outcome("accept", 0.01), outcome("accept", 0.01)], "healthy", None),
+    (ACCOUNT, [REJECT, REJECT, REJECT, outcome("accept", 0.01), outcome("accept", 0.01)], "accepted_without_mfa",
+     None),
     (Facts(account=True, allow_push=True, account_eap=True), [REJECT, REJECT, REJECT,
                                                               outcome("reject", 0.02, primary=True, rounds=9)],
      "otp_user_over_eap", None),
@@ -164,3 +165,56 @@ def test_a_step_that_could_not_probe_ends_the_diagnosis_as_unknown() -> None:
     d = play(Facts(account=True, allow_push=True, account_password=False), REJECT, REJECT, local)
     assert d.conclusion is not None and d.conclusion.cause.code == "could_not_probe"
     assert d.conclusion.exit_code == EXIT_UNKNOWN and "alice.key" in d.conclusion.evidence[0]
+
+
+@pytest.mark.parametrize(("facts", "answers", "cause"), [
+    (ACCOUNT, [REJECT, REJECT, REJECT, outcome("discard")], "ests_token_error"),  # a timed-out push: reject or discard?
+    (ACCOUNT, [REJECT, REJECT, REJECT, outcome("reject", 9.0)], "mfa_denied"),
+    (ACCOUNT, [REJECT, REJECT, REJECT, outcome("challenge", 0.02)], "otp_challenge"),  # the prompt's wording
+    (Facts(account=True, allow_push=True, nas_timeout_s=1.0), [REJECT, REJECT, REJECT, outcome("accept", 3.0)],
+     "approval_slower_than_nas_timeout"),  # RRAS's retransmission schedule
+    (ACCOUNT, [REJECT, REJECT, outcome("discard")], "wrong_password_unanswered"),  # no DC: discard?
+    (Facts(account=True, allow_push=True, account_eap=True, account_password=False, outside_support=True),
+     [REJECT, REJECT, outcome("accept", 3.0, primary=True, rounds=8)], "healthy"),  # bare EAP-TLS with MFA
+])
+def test_facts_marked_uncertain_in_the_notes_say_so(facts: Facts, answers: list[Outcome], cause: str) -> None:
+    """PROTOCOL-NOTES marks some facts [?]: where a conclusion rests on one, the output says [?] too."""
+    d = play(facts, *answers)
+    assert d.conclusion is not None and d.conclusion.cause.code == cause
+    assert "[?]" in d.render("t")
+    doc = d.to_dict("t")
+    assert "[?]" in json.dumps([doc["cause"], doc["notes"]])
+
+
+def test_the_catalogue_names_the_cryptobinding_reasons() -> None:
+    from probe.diagnosis import CATALOGUE
+
+    reject = CATALOGUE["nps_reject_after_primary_auth"]
+    assert any("reason 301" in c and "reason 302" in c for c in reject.causes)
+    assert any("reason 301" in c and "302" in c for c in CATALOGUE["cryptobinding_invalid"].checks)
+
+
+@pytest.mark.parametrize(("binding", "signs"), [("absent", 1), ("valid", 0)])
+def test_a_peap_accept_without_cryptobinding_is_a_sign_of_another_server(binding: str, signs: int) -> None:
+    facts = Facts(account=True, allow_push=True, account_eap=True, account_peap=True)
+    accept = outcome("accept", 3.0, primary=True, rounds=9)
+    accept.cryptobinding = binding  # type: ignore[assignment]
+    d = play(facts, REJECT, REJECT, outcome("reject", rounds=8), accept)
+    assert d.conclusion is not None and d.conclusion.cause.code == "healthy"
+    assert len(d.not_nps) == signs and len(d.to_dict("t")["not_nps_signs"]) == signs
+    assert ("may not be NPS" in d.render("t")) == bool(signs)
+
+
+@pytest.mark.parametrize(("typing_s", "cause", "remaining"), [
+    (0.01, "otp_rejected", ["otp_session_expired"]), (181.0, "otp_session_expired", [])])
+def test_a_rejected_code_is_invalid_session_only_when_it_came_after_three_minutes(
+        typing_s: float, cause: str, remaining: list[str]) -> None:
+    from probe.outcome import AttemptRecord
+
+    answer = outcome("reject", 0.02, rounds=2)
+    answer.attempts = [AttemptRecord(1, 0.0, 0.01, "Access-Challenge"),
+                       AttemptRecord(2, 0.01 + typing_s, 0.02 + typing_s, "Access-Reject")]
+    d = play(Facts(account=True, allow_push=True, otp_given=True), REJECT, REJECT, REJECT, answer)
+    assert d.conclusion is not None and d.conclusion.cause.code == cause
+    assert [r.code for r in d.conclusion.remaining] == remaining
+    assert f"the code sent {typing_s:.1f} s later" in d.conclusion.evidence[-1]

@@ -224,6 +224,32 @@ def test_a_server_binding_other_keys_is_caught_by_the_peer_in_its_state(lab: pki
     assert r.server.kind == "failure"  # the peer's Result Failure went out; the server ends in EAP-Failure
 
 
+def test_a_peer_binding_other_keys_is_reason_301(lab: pki.Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's check of the peer's Cryptobinding response fails: NPS reason 301 (possible MITM), not 22."""
+    from probe.eap import peap as peer_peap
+
+    real = peer_peap.build_cryptobinding_response
+
+    def tampered(*args: object, **kw: object) -> bytes:
+        tlv = real(*args, **kw)  # type: ignore[arg-type]
+        return tlv[:-1] + bytes([tlv[-1] ^ 0x01])  # the compound MAC's last byte
+
+    monkeypatch.setattr(peer_peap, "build_cryptobinding_response", tampered)
+    r = converse(peer_for(lab, "peap-mschapv2"), session(lab, cryptobinding="required"))
+    assert (r.server.kind, r.server.reason) == ("failure", Reason.CRYPTOBINDING_INVALID)
+    assert r.server.reason == 301 and "cryptobinding failed" in r.server.text
+
+
+def test_reason_classes_follow_the_notes() -> None:
+    """PROTOCOL-NOTES: 9, 262 and 266 are discard-class (event 6274); every other reason is reject-class."""
+    from probe.emulator.nps_rules import reason_class
+
+    assert [reason_class(r) for r in (9, 262, 266)] == ["discard"] * 3
+    assert {reason_class(r) for r in Reason if r not in (9, 262, 266)} == {"reject"}
+    assert [int(r) for r in (Reason.CRYPTOBINDING_INVALID, Reason.CRYPTOBINDING_MISSING, Reason.METHOD_NOT_ENABLED,
+                             Reason.EXTENSION_REJECTED, Reason.DISCARDED_BY_EXTENSION)] == [301, 302, 66, 21, 9]
+
+
 # --------------------------------------------------------------------------- fast reconnect
 
 
