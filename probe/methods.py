@@ -173,6 +173,18 @@ def _pap(cfg: ProbeConfig, keylog: KeylogSink | None, session: object | None) ->
     return make_pap(cfg)
 
 
+def _mschapv2(cfg: ProbeConfig, keylog: KeylogSink | None, session: object | None) -> Method:
+    from .method_mschapv2 import make_mschapv2
+
+    return make_mschapv2(cfg)
+
+
+def _chap(cfg: ProbeConfig, keylog: KeylogSink | None, session: object | None) -> Method:
+    from .method_mschapv2 import make_chap
+
+    return make_chap(cfg)
+
+
 def _eap(cfg: ProbeConfig, keylog: KeylogSink | None, session: object | None) -> Method:
     from .method_eap import make_eap
 
@@ -198,6 +210,13 @@ METHODS: dict[str, MethodSpec] = {s.name: s for s in (
                tls_versions=TLS_VERSIONS[:3], outer_identity="anonymous", mppe=True, cryptobinding=True,
                reject_code="client_certificate_rejected", emulator_name="peap", emulator_inner="tls",
                factory=_eap, eap_type=_PEAP, inner_type=_TLS),
+    # Protocol breadth (issue 16): RADIUS-level MS-CHAPv2 (RFC 2548) and CHAP, as VPN appliances send them.
+    MethodSpec("mschapv2", "password", eap=False, needs_ca=False, tls_default_max=None, tls_versions=(),
+               outer_identity=None, mppe=True, cryptobinding=False, reject_code="access_reject",
+               emulator_name="mschapv2", emulator_inner=None, factory=_mschapv2),
+    MethodSpec("chap", "password", eap=False, needs_ca=False, tls_default_max=None, tls_versions=(),
+               outer_identity=None, mppe=False, cryptobinding=False, reject_code="access_reject",
+               emulator_name="chap", emulator_inner=None, factory=_chap),
 )}
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
 DEFAULT_METHOD = "pap"

@@ -179,6 +179,8 @@ class User:
     reply_attributes: tuple[tuple[str, AttrValue], ...] = ()
     hold_s: float = 0.0
     otp_code: str = field(default="", repr=False)
+    # SMB-Account-CTRL-TEXT for rlm_mschap, e.g. "[L]" (locked: MS-CHAP-Error E=647), "[D]" (disabled)
+    account_ctrl: str = ""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -322,7 +324,8 @@ class _Policy:
         if user.behaviour is Behaviour.REJECT:
             return self.reject_with(user.reply_message or POLICY_REJECT_MESSAGE)
         if user.behaviour is not Behaviour.OTP:
-            return self.password(user.password, "User.password")
+            ctrl = [f"\t&SMB-Account-CTRL-TEXT := {_quote(user.account_ctrl, 'User.account_ctrl')}"]
+            return [*self.password(user.password, "User.password")[:-1], *(ctrl if user.account_ctrl else []), "}"]
         return [
             "if (&State) {",
             f"\tif (&session-state:Tmp-String-3 == {_OTP_MARK}) {{",
@@ -737,6 +740,10 @@ modules {{
 		shell_escape = yes
 		timeout = {_EXEC_TIMEOUT_S}
 	}}
+	chap {{
+	}}
+	mschap {{
+	}}
 	linelog events {{
 		filename = {events}
 		escape_filenames = no
@@ -752,7 +759,7 @@ modules {{
             f"\tlisten {{\n\t\ttype = auth\n\t\tipaddr = {HOST}\n\t\tport = {p}\n\t\tclients = {c}\n\t}}\n"
             for p, c in ((port, "plain"), (port_ma, "require_ma"))
         )
-        pap_authorize = [*policy.authorize(), "pap"]
+        pap_authorize = [*policy.authorize(), "chap", "mschap", "pap"]  # RADIUS CHAP / MS-CHAPv2 use the password
         if self._eap is None:
             authorize = pap_authorize
             eap_authenticate = []
@@ -761,7 +768,8 @@ modules {{
             eap_authenticate = ["Auth-Type EAP {", "\teap", "}"]
         authorize_text = "\n".join(_indent(authorize, 2))
         authenticate = "\n".join(
-            _indent(["Auth-Type PAP {", "\tpap", "}", *policy.otp_challenge(), *eap_authenticate], 2)
+            _indent(["Auth-Type PAP {", "\tpap", "}", "Auth-Type CHAP {", "\tchap", "}", "Auth-Type MS-CHAP {",
+                     "\tmschap", "}", *policy.otp_challenge(), *eap_authenticate], 2)
         )
         post_auth = "\n".join(_indent(policy.post_auth(), 2))
         reject = "\n".join(_indent(policy.post_auth_reject(), 3))
@@ -855,8 +863,6 @@ server probe {{
             "\ttls {",
             "\t\ttls = tls-inner",
             "\t}",
-            "}",
-            "mschap {",
             "}",
         ]
         return "\n".join(_indent([*outer, *inner], 1)) + "\n"
