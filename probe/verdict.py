@@ -232,7 +232,7 @@ def diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | N
         details += [f"Reply-Message: {o.reply_message!r}"] if o.reply_message else []
         if o.primary_auth_done:
             code = "nps_reject_after_primary_auth"
-        elif eap and _server_refused_tls(o):
+        elif eap and spec is not None and spec.tls_versions and _server_refused_tls(o):  # a TLS method
             code = "server_refused_tls"
         else:
             code = spec.reject_code if spec is not None else "access_reject"

@@ -135,3 +135,67 @@ def test_honest_relay_is_clean(hostile: Callable[..., HostileServer], probe_run:
     o, _ = probe_run("mschapv2", server.address)
     robust("mschapv2", "honest relay", o)
     assert (o.result, o.error_kind, o.mppe) == ("accept", None, "match"), o.to_json()
+
+
+# --------------------------------------------------------------------------- bare EAP-MSCHAPv2 (EAP type 26)
+
+
+def rewrite_eap_mschapv2(opcode: int, new_body: Callable[[bytes], bytes]) -> Callable[[Ctx], Any]:
+    """Forward; in an EAP-Request/MSCHAPv2 with ``opcode``, replace what follows the MS-CHAPv2 header."""
+
+    def case(ctx: Ctx) -> Any:
+        if ctx.reply is None:
+            return None
+        up = ctx.upstream_packet()
+        eap = up.eap()
+        if eap is None or len(eap) < 9 or eap[0] != 1 or eap[4] != 26 or eap[5] != opcode:
+            return None  # not the message under test: pass it on as it is
+        body = new_body(eap[9:])
+        ms_part = bytes([opcode, eap[6]]) + (4 + len(body)).to_bytes(2, "big") + body
+        new_eap = bytes([1, eap[1]]) + (5 + len(ms_part)).to_bytes(2, "big") + bytes([26]) + ms_part
+        attrs = [a for a in up.attributes if a[0] not in (pk.EAP_MESSAGE, pk.MESSAGE_AUTHENTICATOR)]
+        return [Send(ctx.resign([*pk.eap_message_attrs(new_eap), *attrs]))]
+
+    return case
+
+
+EAP_SUCCESS_CASES: dict[str, Callable[[bytes], bytes]] = {
+    "eap success wrong S=": lambda body: b"S=" + b"0" * 40,
+    "eap success truncated": lambda body: body[:12],
+    "eap success not hex": lambda body: b"S=" + b"Q" * 40,
+    "eap success junk after": lambda body: body + b" X=1",
+    "eap success empty": lambda body: b"",
+    "eap success binary": lambda body: bytes(range(256))[:180],
+}
+EAP_FAILURE_CASES: dict[str, Callable[[bytes], bytes]] = {
+    "eap failure no E": lambda body: b"R=0 V=3",
+    "eap failure E not a number": lambda body: b"E=x R=0 V=3",
+    "eap failure short C": lambda body: b"E=691 R=1 C=00 V=3",
+    "eap failure binary": lambda body: bytes(range(1, 120)),
+    "eap failure empty": lambda body: b"",
+}
+
+
+@pytest.mark.parametrize("name", list(EAP_SUCCESS_CASES))
+def test_bare_eap_mschapv2_bad_success_request_is_classified(hostile: Callable[..., HostileServer], probe_run: Any,
+                                                             robust: Any, emulator_thread: Any, name: str) -> None:
+    server = hostile(rewrite_eap_mschapv2(3, EAP_SUCCESS_CASES[name]), upstream=emulator_thread)
+    o, _ = probe_run("eap-mschapv2", server.address)
+    robust("eap-mschapv2", name, o)
+    assert_bounded(o)
+    assert (o.result, o.error_kind) == ("error", "mschapv2"), o.to_json()
+    assert o.error_state is not None and o.error_state.startswith("eap-mschapv2/")
+    if name == "eap success wrong S=":
+        assert o.diagnosis[0]["code"] == "mschapv2_server_proof_failed"
+    assert DEFAULT_PASSWORD not in o.to_json()
+
+
+@pytest.mark.parametrize("name", list(EAP_FAILURE_CASES))
+def test_bare_eap_mschapv2_bad_failure_request_is_classified(hostile: Callable[..., HostileServer], probe_run: Any,
+                                                             robust: Any, emulator_thread: Any, name: str) -> None:
+    server = hostile(rewrite_eap_mschapv2(4, EAP_FAILURE_CASES[name]), upstream=emulator_thread)
+    o, _ = probe_run("eap-mschapv2", server.address, password="wrong-password", expect="reject")
+    robust("eap-mschapv2", name, o)
+    assert_bounded(o)
+    assert (o.result, o.error_kind) == ("error", "mschapv2"), o.to_json()
+    assert o.error_detail is not None and o.error_detail.startswith("malformed MS-CHAPv2 request")

@@ -195,7 +195,7 @@ class User:
 
 
 _TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
-_EAP_TYPES = ("tls", "peap", "mschapv2")
+_EAP_TYPES = ("tls", "peap", "mschapv2", "ttls")
 
 
 @dataclass(frozen=True)
@@ -764,7 +764,9 @@ modules {{
             authorize = pap_authorize
             eap_authenticate = []
         else:
-            authorize = ["if (&EAP-Message) {", "\teap", "}", "else {", *_indent(pap_authorize, 1), "}"]
+            # bare EAP-MSCHAPv2 runs in this outer site: it needs the outer identity's password
+            eap_authorize = [*policy.inner_authorize(), "eap"]
+            authorize = ["if (&EAP-Message) {", *_indent(eap_authorize, 1), "}", "else {", *_indent(pap_authorize, 1), "}"]
             eap_authenticate = ["Auth-Type EAP {", "\teap", "}"]
         authorize_text = "\n".join(_indent(authorize, 2))
         authenticate = "\n".join(
@@ -847,6 +849,13 @@ server probe {{
             "\tmschapv2 {",
             "\t\tsend_error = no",
             "\t}",
+            "\tttls {",  # EAP-TTLS (PAP or MS-CHAPv2 inside), TLS limits as PEAP's
+            "\t\ttls = tls-peap",
+            "\t\tdefault_eap_type = mschapv2",
+            "\t\tcopy_request_to_tunnel = no",
+            "\t\tuse_tunneled_reply = no",
+            f"\t\tvirtual_server = {_INNER_SERVER}",
+            "\t}",
             "}",
         ]
         inner = [
@@ -879,10 +888,11 @@ server probe {{
         lines = [
             f"server {_INNER_SERVER} {{",
             "\tauthorize {",
-            *_indent([*policy.inner_authorize(), "inner-eap {", "\tok = return", "}"], 2),
+            *_indent([*policy.inner_authorize(), "inner-eap {", "\tok = return", "}", "mschap", "pap"], 2),
             "\t}",
             "\tauthenticate {",
-            *_indent(["Auth-Type inner-eap {", "\tinner-eap", "}", "Auth-Type MS-CHAP {", "\tmschap", "}"], 2),
+            *_indent(["Auth-Type inner-eap {", "\tinner-eap", "}", "Auth-Type MS-CHAP {", "\tmschap", "}",
+                      "Auth-Type PAP {", "\tpap", "}"], 2),  # EAP-TTLS's inner PAP and MS-CHAPv2
             "\t}",
             "\tpost-auth {",
             *_indent(save_identity, 2),
