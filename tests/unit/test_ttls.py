@@ -213,3 +213,17 @@ def test_ttls_wrong_server_is_refused_before_any_avp(lab: pki.Pki, tmp_path_fact
     with pytest.raises(EapPeerError) as exc:
         converse(p, s)
     assert exc.value.kind == "tls" and s.got == []  # the password never entered the tunnel
+
+
+def test_registry_entries_for_the_new_eap_methods() -> None:
+    from probe.methods import METHOD_NAMES, spec
+
+    assert METHOD_NAMES[4:] == ("mschapv2", "chap", "eap-mschapv2", "ttls-pap", "ttls-mschapv2")
+    bare = spec("eap-mschapv2")
+    assert (bare.eap, bare.needs_ca, bare.tls_versions, bare.eap_type, bare.inner_type, bare.nps) == (
+        True, False, (), 26, None, True)
+    for name, inner in (("ttls-pap", None), ("ttls-mschapv2", 26)):
+        s = spec(name)
+        assert (s.eap, s.needs_ca, s.eap_type, s.inner_type, s.nps, s.outer_identity) == (
+            True, True, 21, inner, False, "anonymous")
+        assert s.tls_range("1.3") == ("1.2", "1.2")  # TTLS stays at TLS 1.2 here, as PEAP
