@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .diagnosis import code_for_error, entry, loss_note
+from .diagnosis import ACCOUNT_RESTRICTION, code_for_error, entry, loss_note
 from .methods import METHODS
 from .model import DEFAULT_SLOW_FRACTION, Expectation
 from .outcome import EXIT_DEGRADED, EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, VERDICTS, ErrorKind, Outcome
@@ -232,6 +232,8 @@ def diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | N
         details += [f"Reply-Message: {o.reply_message!r}"] if o.reply_message else []
         if o.primary_auth_done:
             code = "nps_reject_after_primary_auth"
+        elif ACCOUNT_RESTRICTION.match(o.eap_detail or ""):  # MS-CHAP-Error E=646..649: the account, not the password
+            code = "account_restricted"
         elif eap and spec is not None and spec.tls_versions and _server_refused_tls(o):  # a TLS method
             code = "server_refused_tls"
         else:

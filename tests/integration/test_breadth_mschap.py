@@ -98,6 +98,7 @@ def test_freeradius_account_restrictions_reach_the_diagnosis(server: FreeRadiusS
     o = fr(server, "mschapv2", identity)
     assert o.result == "reject" and o.eap_detail is not None
     assert o.eap_detail.startswith(f"MS-CHAP-Error E={error} ({words}), no retry"), o.eap_detail
+    assert o.diagnosis[0]["code"] == "account_restricted"  # the account, not the password
     assert f"E={error} ({words})" in o.diagnosis[0]["text"]
 
 

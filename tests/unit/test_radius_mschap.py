@@ -237,3 +237,23 @@ def test_bad_local_input_is_a_one_line_value_error(name: str, kw: dict[str, byte
     maker = make_mschapv2 if name == "mschapv2" else make_chap
     with pytest.raises(ValueError, match=words):
         maker(cfg(name, **kw))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method, detail, code", [
+    ("mschapv2", "MS-CHAP-Error E=648 (password expired), no retry", "account_restricted"),
+    ("mschapv2", "MS-CHAP-Error E=646 (restricted logon hours), no retry", "account_restricted"),
+    ("mschapv2", "MS-CHAP-Error E=691 (authentication failure (wrong password or unknown user)), no retry",
+     "access_reject"),
+    ("mschapv2", "MS-CHAP-Error present but unreadable", "access_reject"),
+    ("mschapv2", None, "access_reject"),
+    ("peap-mschapv2", "MS-CHAPv2 failure E=647 (account disabled): locked", "account_restricted"),
+    ("eap-mschapv2", "MS-CHAPv2 failure E=691 (authentication failure)", "eap_credentials_rejected"),
+    ("eap-mschapv2", "MS-CHAPv2 failure E=6480 (error)", "eap_credentials_rejected"),
+])
+def test_an_account_restriction_gets_its_own_diagnosis(method: str, detail: str | None, code: str) -> None:
+    from probe.outcome import finalize
+
+    o = Outcome(target="t", method=method, identity="alice", result="reject", eap_detail=detail,
+                tls={"server_cert": {"subject": "nps"}} if method == "peap-mschapv2" else None)
+    finalize(o)
+    assert o.diagnosis[0]["code"] == code and (detail is None or detail in o.diagnosis[0]["text"])
