@@ -228,3 +228,23 @@ def test_emulator_refuses_ttls_as_nps_does(lab: Pki, method: str) -> None:
     assert [(e.event_id, e.reason) for e in events] == [(6273, 22)]
     assert "Nak'ed peap and asks for types [21]" in events[-1].text
     assert o.diagnosis and "offer" in o.diagnosis[0]["text"]  # the method is not offered (whichever entry says it)
+
+
+def test_eapol_test_runs_bare_eap_mschapv2_against_the_emulator(lab: Pki, tmp_path: Path) -> None:
+    """An independent peer (hostapd's eapol_test) against the emulator's Secured-password server: its own
+    MSK matches the Accept's MS-MPPE keys ("MPPE keys OK: 1"), so the emulator's key layout is the real one."""
+    from tests.servers.eapol_test import EAPOL_TEST, run_eapol_test, write_config
+
+    if EAPOL_TEST is None:
+        pytest.skip("needs eapol_test (Debian package eapoltest)")
+    conf = write_config(tmp_path / "eapol.conf", eap="MSCHAPV2", identity="alice", password=DEFAULT_PASSWORD)
+
+    async def go() -> Any:
+        c = default_config()
+        c.eap = EapSettings.from_pki(lab.directory)
+        async with emulator(c) as e:
+            return await run_eapol_test(conf, e.address[1], DEFAULT_SECRET, redact=[DEFAULT_PASSWORD]), list(e.events)
+
+    result, events = run(go())
+    assert result.success and result.mppe_ok, result.tail()
+    assert [ev.event_id for ev in events] == [6272]
