@@ -188,3 +188,43 @@ def test_emulator_discard_and_unknown_user(method: str) -> None:
     assert o.result == "discard" and codes(o) == ["no_reply"]
     o, events = em(method, "nobody")
     assert o.result == "reject" and (events[-1].event_id, events[-1].reason) == (6273, 16)
+
+
+# --------------------------------------------------------------------------- the scenario file
+
+
+def test_scenario_vpn_appliance_mschapv2(tmp_path: Path) -> None:
+    """scenarios/vpn-appliance-mschapv2.yaml against `radius-probe emulator` (a subprocess), end to end."""
+    import subprocess
+    import sys
+
+    from probe.pki import init_pki
+    from tests.helpers import ROOT, clean_env, free_udp_port
+
+    pki_dir = tmp_path / "pki"
+    init_pki(pki_dir)
+    config = tmp_path / "emulator.yaml"
+    config.write_text(f"sign_replies: always\neap: {{pki: {pki_dir}}}\ndefault_users: true\n")
+    files = {}
+    for name, value in (("secret", DEFAULT_SECRET), ("password", DEFAULT_PASSWORD), ("wrong", "not-it")):
+        files[name] = tmp_path / name
+        files[name].write_text(value + "\n")
+    port = free_udp_port()
+    proc = subprocess.Popen([sys.executable, "-m", "probe.cli", "emulator", "--listen", f"127.0.0.1:{port}",
+                             "--config", str(config), "--duration", "120"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=clean_env())
+    try:
+        assert proc.stdout is not None and "listening on" in proc.stdout.readline()
+        env = {"NPS_ADDRESS": f"127.0.0.1:{port}", "NPS_SECRET_FILE": str(files["secret"]), "VPN_USER": "alice",
+               "VPN_PASSWORD_FILE": str(files["password"]), "WRONG_PASSWORD_FILE": str(files["wrong"]),
+               "RADIUS_TIMEOUT": "2", "LATE_WAIT": "3"}
+        r = cli("run", str(ROOT / "scenarios" / "vpn-appliance-mschapv2.yaml"), "--json", "-", env=env)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert r.returncode == 0, r.stdout + r.stderr
+    checks = {c["name"]: c["outcome"] for c in json.loads(r.stdout)["checks"]}
+    assert (checks["appliance-push-approved"]["method"], checks["appliance-push-approved"]["mppe"]) == (
+        "mschapv2", "match")
+    assert checks["appliance-wrong-password"]["eap_detail"].startswith("MS-CHAP-Error E=691")
+    assert (checks["ikev2-push-approved"]["method"], checks["ikev2-push-approved"]["mppe"]) == ("eap-mschapv2", "match")
