@@ -7,6 +7,7 @@ produce every signature against a real server and assert the code.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -274,6 +275,23 @@ CATALOGUE: dict[str, Entry] = {
             ),
         ),
         Entry(
+            "account_restricted",
+            "The server refused the account, not the password (MS-CHAPv2 account restriction)",
+            "MS-CHAPv2 (RADIUS, PEAP or bare EAP): Access-Reject whose MS-CHAP-Error / Failure-Request is "
+            "E=646, 647, 648 or 649",
+            (
+                "E=648: the password has expired (NPS reason 33); the VPN client cannot change it over this method",
+                "E=647: the account is disabled or locked out (reasons 34, 36)",
+                "E=646: the account may not log on at this time (logon hours, reason 37)",
+                "E=649: no dial-in permission (reason 65: Network Access Permission is Deny on the account)",
+            ),
+            (
+                "NPS event 6273 and its reason code",
+                "the account in Active Directory: Account tab (password expiry, lockout, logon hours), Dial-in tab "
+                "(Network Access Permission), or the network policy's 'Ignore user account dial-in properties'",
+            ),
+        ),
+        Entry(
             "server_refused_tls",
             "The server ended the conversation before or during the TLS handshake",
             "EAP-TLS/PEAP: Access-Reject (EAP-Failure) before any server certificate, or after a TLS alert "
@@ -519,6 +537,10 @@ ERROR_KIND_CODES = {
 
 # How the EAP method words an Access-Accept without EAP-Success (probe.method_eap.ACCEPT_WITHOUT_EAP_SUCCESS).
 EAP_SUCCESS_MISSING = "Access-Accept without EAP-Success"
+
+
+ACCOUNT_RESTRICTION = re.compile(r"^MS-CHAP(?:-Error|v2 failure) E=(646|647|648|649)\b")
+"""An MS-CHAPv2 refusal of the account itself (RADIUS MS-CHAP-Error or the EAP Failure-Request), as methods word it."""
 
 
 def code_for_error(kind: str | None, detail: str | None) -> str | None:

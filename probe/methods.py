@@ -134,6 +134,7 @@ class MethodSpec:
     otp: bool = False  # answers an Access-Challenge with an OTP code
     eap_type: int | None = None  # the outer EAP type (13 EAP-TLS, 25 PEAP)
     inner_type: int | None = None  # PEAP's inner EAP type (26 MS-CHAPv2, 13 EAP-TLS)
+    nps: bool = True  # NPS offers it, so the emulator plays it (EAP-TTLS: FreeRADIUS only; NPS Naks it)
 
     def default_outer_identity(self, identity: str) -> str:
         return identity if self.outer_identity is None else self.outer_identity
@@ -160,7 +161,7 @@ class MethodSpec:
             problems.append(Problem("unused", "password"))
         if not self.otp and given.otp:
             problems.append(Problem("unused", "otp"))
-        if not self.eap and given.tls:
+        if not self.tls_versions and given.tls:  # PAP, MS-CHAPv2, CHAP, bare EAP-MSCHAPv2: no TLS
             problems.append(Problem("unused", "tls"))
         elif self.credential != "certificate" and (given.cert or given.pkcs12):
             problems.append(Problem("unused", "client_certificate"))
@@ -173,6 +174,18 @@ def _pap(cfg: ProbeConfig, keylog: KeylogSink | None, session: object | None) ->
     return make_pap(cfg)
 
 
+def _mschapv2(cfg: ProbeConfig, keylog: KeylogSink | None, session: object | None) -> Method:
+    from .method_mschapv2 import make_mschapv2
+
+    return make_mschapv2(cfg)
+
+
+def _chap(cfg: ProbeConfig, keylog: KeylogSink | None, session: object | None) -> Method:
+    from .method_mschapv2 import make_chap
+
+    return make_chap(cfg)
+
+
 def _eap(cfg: ProbeConfig, keylog: KeylogSink | None, session: object | None) -> Method:
     from .method_eap import make_eap
 
@@ -180,6 +193,7 @@ def _eap(cfg: ProbeConfig, keylog: KeylogSink | None, session: object | None) ->
 
 
 _TLS = 13
+_TTLS = 21
 _PEAP = 25
 _MSCHAPV2 = 26
 
@@ -198,6 +212,25 @@ METHODS: dict[str, MethodSpec] = {s.name: s for s in (
                tls_versions=TLS_VERSIONS[:3], outer_identity="anonymous", mppe=True, cryptobinding=True,
                reject_code="client_certificate_rejected", emulator_name="peap", emulator_inner="tls",
                factory=_eap, eap_type=_PEAP, inner_type=_TLS),
+    # Protocol breadth (issue 16): RADIUS-level MS-CHAPv2 (RFC 2548) and CHAP, as VPN appliances send them.
+    MethodSpec("mschapv2", "password", eap=False, needs_ca=False, tls_default_max=None, tls_versions=(),
+               outer_identity=None, mppe=True, cryptobinding=False, reject_code="access_reject",
+               emulator_name="mschapv2", emulator_inner=None, factory=_mschapv2),
+    MethodSpec("chap", "password", eap=False, needs_ca=False, tls_default_max=None, tls_versions=(),
+               outer_identity=None, mppe=False, cryptobinding=False, reject_code="access_reject",
+               emulator_name="chap", emulator_inner=None, factory=_chap),
+    # Bare EAP-MSCHAPv2 (EAP type 26 without a tunnel): Windows IKEv2 "Secured password", NPS's EAP-MSCHAP v2.
+    MethodSpec("eap-mschapv2", "password", eap=True, needs_ca=False, tls_default_max=None, tls_versions=(),
+               outer_identity=None, mppe=True, cryptobinding=False, reject_code="eap_credentials_rejected",
+               emulator_name="eap-mschapv2", emulator_inner=None, factory=_eap, eap_type=_MSCHAPV2),
+    # EAP-TTLSv0 (RFC 5281) with PAP or MS-CHAPv2 inside: FreeRADIUS; NPS does not offer it (the emulator Naks it).
+    MethodSpec("ttls-pap", "password", eap=True, needs_ca=True, tls_default_max="1.2", tls_versions=TLS_VERSIONS[:3],
+               outer_identity="anonymous", mppe=True, cryptobinding=False, reject_code="eap_credentials_rejected",
+               emulator_name="ttls", emulator_inner="pap", factory=_eap, eap_type=_TTLS, nps=False),
+    MethodSpec("ttls-mschapv2", "password", eap=True, needs_ca=True, tls_default_max="1.2",
+               tls_versions=TLS_VERSIONS[:3], outer_identity="anonymous", mppe=True, cryptobinding=False,
+               reject_code="eap_credentials_rejected", emulator_name="ttls", emulator_inner="mschapv2",
+               factory=_eap, eap_type=_TTLS, inner_type=_MSCHAPV2, nps=False),
 )}
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
 DEFAULT_METHOD = "pap"

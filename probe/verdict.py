@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .diagnosis import code_for_error, entry, loss_note
+from .diagnosis import ACCOUNT_RESTRICTION, code_for_error, entry, loss_note
 from .methods import METHODS
 from .model import DEFAULT_SLOW_FRACTION, Expectation
 from .outcome import EXIT_DEGRADED, EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, VERDICTS, ErrorKind, Outcome
@@ -244,7 +244,9 @@ def diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | N
         elif eap and spec is not None and method_not_offered(o, spec.eap_type):
             code = "eap_method_not_offered"
             details.insert(0, f"the server offered {', '.join(o.eap_offered)}")
-        elif eap and _server_refused_tls(o):
+        elif ACCOUNT_RESTRICTION.match(o.eap_detail or ""):  # MS-CHAP-Error E=646..649: the account, not the password
+            code = "account_restricted"
+        elif eap and spec is not None and spec.tls_versions and _server_refused_tls(o):  # a TLS method
             code = "server_refused_tls"
         else:
             code = spec.reject_code if spec is not None else "access_reject"

@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from cryptography import x509
 from OpenSSL import SSL
 
+from probe.eap.bare_mschapv2 import BareMschapV2Method
 from probe.eap.crypto import MppeKeys, Role, split_mppe_keys
+from probe.eap.ttls import TtlsMethod
 from probe.eap.packet import (
     EapCode,
     EapError,
@@ -76,6 +78,9 @@ METHODS: dict[tuple[EapType, EapType | None], str] = {
     (EapType.TLS, None): "eap-tls",
     (EapType.PEAP, EapType.MSCHAPV2): "peap-mschapv2",
     (EapType.PEAP, EapType.TLS): "peap-tls",
+    (EapType.MSCHAPV2, None): "eap-mschapv2",  # bare, no tunnel (probe.eap.bare_mschapv2)
+    (EapType.TTLS, None): "ttls-pap",  # EAP-TTLS with PAP inside (probe.eap.ttls)
+    (EapType.TTLS, EapType.MSCHAPV2): "ttls-mschapv2",  # EAP-TTLS with (RADIUS-form) MS-CHAPv2 inside
 }
 """The (outer, inner) EAP types the peer plays, with their names for reports and messages."""
 State = Literal["running", "success", "failure"]
@@ -448,7 +453,7 @@ class EapPeer:
         self._password = _password_text(config.password)
         self.state: State = "running"
         self.notifications: list[str] = []
-        self._method: EapTlsMethod | PeapMethod | None = None
+        self._method: EapTlsMethod | PeapMethod | BareMschapV2Method | TtlsMethod | None = None
         self._starts = 0
         self._identity_requests = 0
         self._last: tuple[bytes, bytes] | None = None
@@ -465,7 +470,7 @@ class EapPeer:
         """What the first Response/Identity (and any outer Identity answer) carries."""
         if self.config.outer_identity is not None:
             return self.config.outer_identity
-        return self.config.identity if self._type == EapType.TLS else DEFAULT_ANONYMOUS
+        return self.config.identity if self._type in (EapType.TLS, EapType.MSCHAPV2) else DEFAULT_ANONYMOUS
 
     def start(self) -> bytes:
         """The EAP-Response/Identity the NAS forwards in the first Access-Request.
@@ -508,7 +513,9 @@ class EapPeer:
         method = self._method
         if method is None:
             return f"eap/{leaf}" if leaf else "eap"
-        outer = "eap-tls" if isinstance(method, EapTlsMethod) else "peap"
+        if method.leg is None:  # bare EAP-MSCHAPv2
+            return f"eap-mschapv2/{leaf or 'mschapv2'}"
+        outer = "eap-tls" if isinstance(method, EapTlsMethod) else "ttls" if isinstance(method, TtlsMethod) else "peap"
         return f"{outer}/{leaf or method.leg.position}"
 
     @property
@@ -551,7 +558,7 @@ class EapPeer:
 
     def session_for_resumption(self) -> Resumption | None:
         """The outer TLS session to offer next time (as PeerConfig.session), once we succeeded."""
-        if self.state != "success" or self._method is None:
+        if self.state != "success" or self._method is None or self._method.leg is None:
             return None
         session = self._method.leg.tls.engine.session
         if session is None:
@@ -564,7 +571,9 @@ class EapPeer:
         Keys: version, cipher, resumed, server_cert, chain, client_cert,
         validation, warnings; PEAP-TLS adds "inner" with the inner TLS facts.
         """
-        if self._method is None:
+        if self._type == EapType.MSCHAPV2:
+            return {}  # no TLS at all
+        if self._method is None or self._method.leg is None:
             report: dict[str, object] = {"version": None, "cipher": None, "resumed": False, "server_cert": None,
                                          "chain": [], "validation": "not performed", "warnings": []}
         else:
@@ -621,6 +630,10 @@ class EapPeer:
 
     def _method_step(self, packet: EapPacket) -> bytes:
         """Start (or restart) the method on S, then let it answer."""
+        if self._type == EapType.MSCHAPV2:  # no Start flag: the first Challenge starts it
+            if self._method is None:
+                self._method = self._new_method()
+            return self._method.step(packet)
         if packet.data[:1] and packet.data[0] & Flags.START:
             self._starts = _bounded(self._starts, MAX_METHOD_STARTS, f"{self.config.name} Start messages")
             self._method = self._new_method()
@@ -642,10 +655,17 @@ class EapPeer:
         return TlsLeg(context, eap_type=eap_type, framed_mtu=mtu, resume=resume,
                       server_name=self.config.server_name, insecure=self.config.insecure)
 
-    def _new_method(self) -> EapTlsMethod | PeapMethod:
+    def _new_method(self) -> EapTlsMethod | PeapMethod | BareMschapV2Method | TtlsMethod:
         """A fresh method object for each Start (a restart discards the old TLS state)."""
+        if self._type == EapType.MSCHAPV2:
+            assert self._password is not None
+            return BareMschapV2Method(self.config.identity, self._password)
         if self._type == EapType.TLS:
             return EapTlsMethod(self._leg(self._outer_context, EapType.TLS, self._resume_session()))
+        if self._type == EapType.TTLS:
+            assert self.config.password is not None
+            return TtlsMethod(self._leg(self._outer_context, EapType.TTLS, self._resume_session()),
+                              self.config.identity, self.config.password, self.config.inner)
         inner: InnerMethod
         if self._inner_context is not None:  # PEAP-TLS
             inner = EapTlsMethod(self._leg(self._inner_context, EapType.TLS, None, inner=True))
@@ -699,7 +719,7 @@ def _check_config(config: PeerConfig) -> EapType:
     fragment_size_for_mtu(config.framed_mtu)
     if _uses_certificate(config) and config.credentials is None:
         raise TlsConfigError(f"{config.name} needs a client certificate (client_cert and client_key, or pkcs12)")
-    if config.inner == EapType.MSCHAPV2 and config.password is None:
+    if (EapType.MSCHAPV2 in (config.outer, config.inner) or config.outer == EapType.TTLS) and config.password is None:
         raise ValueError(f"{config.name} needs a password")
     return EapType(config.outer)
 

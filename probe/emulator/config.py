@@ -98,7 +98,7 @@ class EapSettings:
     server_cert: Path
     server_key: Path
     ca_file: Path | None = None  # CA that client certificates must chain to
-    methods: tuple[str, ...] = ("peap", "eap-tls")
+    methods: tuple[str, ...] = ("peap", "eap-tls", "eap-mschapv2")  # proposal order; a bare EAP-MSCHAPv2 peer Naks PEAP
     peap_inner: tuple[str, ...] = ("mschapv2", "tls")
     cryptobinding: str = "optional"  # off | optional | required
     tls_max_eap_tls: str = "1.2"

@@ -86,6 +86,7 @@ from probe.emulator.fast_reconnect import (
 )
 from probe.emulator.limits import ReleasableEngine
 from probe.emulator.nps_rules import Fail, Reason, UsersLookup, account_name, certificate_account
+from probe.emulator.mschapv2_server import BareMschapV2Server, Done
 from probe.emulator.peap_server import INNER_METHODS, Finished, PeapPhase2
 from probe.radius import packet as pk
 
@@ -108,7 +109,8 @@ __all__ = [
 StepKind = Literal["challenge", "success", "failure"]
 CryptobindingMode = Literal["off", "optional", "required"]
 
-OUTER_METHODS: dict[str, EapType] = {"peap": EapType.PEAP, "eap-tls": EapType.TLS}
+OUTER_METHODS: dict[str, EapType] = {"peap": EapType.PEAP, "eap-tls": EapType.TLS,
+                                     "eap-mschapv2": EapType.MSCHAPV2}  # bare, no tunnel (mschapv2_server.py)
 """Policy names of the outer methods (``methods``) and their EAP types."""
 OUTER_VERSIONS: dict[EapType, int] = {EapType.PEAP: 0, EapType.TLS: 0}
 """Version bits in the Start flags: PEAPv0 (NPS), and EAP-TLS has none."""
@@ -117,6 +119,7 @@ METHOD_NAMES: dict[tuple[EapType, EapType | None], str] = {
     (EapType.PEAP, None): "peap",
     (EapType.PEAP, EapType.MSCHAPV2): "peap-mschapv2",
     (EapType.PEAP, EapType.TLS): "peap-tls",
+    (EapType.MSCHAPV2, None): "eap-mschapv2",
 }
 """Names for events and reports (``EapServerSession.method``)."""
 
@@ -227,7 +230,7 @@ class ServerTls:
         settings: dict[EapType, tuple[Literal["none", "require"], str]] = {
             EapType.PEAP: ("none", policy.tls_max_peap), EapType.TLS: ("require", policy.tls_max_eap_tls)}
         self.outer: dict[EapType, SSL.Context] = {
-            kind: self._context(policy, *settings[kind], cache) for kind in sorted(outer)}
+            kind: self._context(policy, *settings[kind], cache) for kind in sorted(outer) if kind in settings}
         """The outer methods' contexts, by EAP type."""
         self.inner_tls = self._context(policy, "require", policy.tls_max_peap, None) if EapType.TLS in inner else None
 
@@ -341,7 +344,7 @@ class EapServerSession:
 
     __slots__ = ("policy", "lookup", "tls", "random_bytes", "framed_mtu", "outer_identity", "method", "_state",
                  "_identifier", "_rounds", "_response_id", "_outer_type", "_outer", "_phase2", "_account",
-                 "resumed", "_tls_messages")
+                 "resumed", "_tls_messages", "_bare")
 
     def __init__(self, policy: EapServerPolicy, users_lookup: UsersLookup, *, tls: ServerTls | None = None,
                  random_bytes: Callable[[int], bytes] = os.urandom) -> None:
@@ -365,6 +368,8 @@ class EapServerSession:
         """The conversation is a fast reconnect: a resumed TLS session stands for the account."""
         self._tls_messages = 0
         """Complete TLS messages (flights) received from the peer: 1 while in the first flight."""
+        self._bare: BareMschapV2Server | None = None
+        """Bare EAP-MSCHAPv2 (the outer method without TLS), once proposed."""
 
     @property
     def finished(self) -> bool:
@@ -448,6 +453,8 @@ class EapServerSession:
         if packet.type != self._outer_type:
             raise EapError(f"expected EAP type {self._outer_type!r}, got {packet.type!r}")
         assert self._outer_type is not None
+        if self._bare is not None:
+            return self._on_bare_mschapv2(packet)
         self._state = _Outer.TLS
         self._count_tls_message(packet.data)
         step = self._tls_session().receive(packet.data)
@@ -496,7 +503,22 @@ class EapServerSession:
         self._outer_type = method
         self.method = METHOD_NAMES[(method, None)]
         self._state = _Outer.PROPOSED
+        self._bare = None
+        if self._outer_type == EapType.MSCHAPV2:  # no TLS Start: the Challenge itself
+            self._bare = BareMschapV2Server(self.lookup, self.outer_identity, self.policy.server_name,
+                                            self.random_bytes)
+            return self._challenge(EapPacket.parse(self._bare.start(self._next_id())))
         return self._challenge(EapPacket.request(self._next_id(), method, start_payload(OUTER_VERSIONS[method])))
+
+    # -- bare EAP-MSCHAPv2
+
+    def _on_bare_mschapv2(self, packet: EapPacket) -> EapStep:
+        assert self._bare is not None
+        self._state = _Outer.TLS  # past the proposal: a Nak is no longer an answer
+        answer = self._bare.receive(packet, self._next_id())
+        if isinstance(answer, Done):
+            return self._success(answer.account, answer.keys, answer.text)
+        return self._challenge(EapPacket.parse(answer))
 
     # -- EAP-TLS
 

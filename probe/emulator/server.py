@@ -42,6 +42,7 @@ from ..radius.profiles import encode_pairs
 from ..suggest import did_you_mean
 from .config import EmulatedUser, EmulatorConfig
 from ..eap.packet import EapPacket
+from . import password_methods
 from .eap_server import EapServerSession, ServerTls, account_name, reply_attributes
 from .limits import TRIM_AFTER, ConversationTable, EmulatorLimits, EmulatorStats, give_memory_back
 from .nps_rules import Reason, reason_class
@@ -85,6 +86,7 @@ class _Answer:
     reject_attrs: list[pk.Attr] = field(default_factory=list)  # EAP-Failure
     eap: bool = False
     eap_session: EapServerSession | None = None  # a successful EAP conversation awaiting NPS/MFA's verdict
+    no_otp: str | None = None  # the method that cannot carry the OTP round (EAP, MS-CHAPv2, CHAP): TOTP users fail
 
 
 PENDING = math.inf
@@ -275,6 +277,8 @@ class NpsEmulator(asyncio.DatagramProtocol):
             return
         name = name_raw.decode("utf-8", "replace")
         hidden = request.get(pk.USER_PASSWORD)
+        if hidden is None and password_methods.handle(self, ans, name):  # RADIUS MS-CHAPv2 or CHAP
+            return
         if hidden is None:
             self._reject(ans, name, 16, "no supported credentials (neither PAP nor EAP)")
             return
@@ -339,6 +343,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
                                                request_authenticator=request.authenticator)
         ans.reject_attrs = pk.eap_message_attrs(step.failure_eap())
         ans.eap = True
+        ans.no_otp = "EAP"
         if user is None:
             self._reject(ans, account, 16, "authenticated account is not known")
             return
@@ -372,7 +377,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
             self._event(4, None, user.name, "IP_WHITE_LIST_WARNING: no NAS-IP-Address, IP_WHITELIST not applied")
         mfa = user.mfa
         no_mfa = ("none", "not_enrolled", "not_found", "foreign_tenant", "discard")
-        if mfa not in no_mfa and not (mfa == "otp" and ans.eap):
+        if mfa not in no_mfa and not (mfa == "otp" and ans.no_otp):
             self.mfa_started.append(user.name)
         if mfa == "none":
             self._accept(ans, user, "no MFA for this user")
@@ -400,8 +405,9 @@ class NpsEmulator(asyncio.DatagramProtocol):
             # Retransmissions of a discarded request are dropped too, for a bounded while.
             self._seen.pop(ans.key, None)
             self._seen[ans.key] = self.clock() + max(self._max_age_s, self.config.duplicate_hold_s)
-        elif mfa == "otp" and ans.eap:
-            self._reject(ans, user.name, 21, "the user's MFA method is an OTP, which EAP cannot carry")
+        elif mfa == "otp" and ans.no_otp:
+            self._reject(ans, user.name, 21, f"the user's MFA method is an OTP, which {ans.no_otp} cannot carry "
+                         "(AuthZ: Challenge requested in Authentication Ext for User)")
         elif mfa == "otp":
             state = os.urandom(16)
             self._otp_states[state] = (user.name, self.clock())

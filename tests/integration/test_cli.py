@@ -92,7 +92,7 @@ def test_secret_from_environment(emulator_port: int) -> None:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--method", "chap"], "unknown method 'chap'"),
+        (["--method", "kerberos"], "unknown method 'kerberos'"),
         (["--attr", "No-Such-Attr=1"], "unknown attribute 'No-Such-Attr'"),
         (["--attr", "NAS-Port=abc"], "NAS-Port='abc'"),
         (["--attr", "NAS-IP-Address=300.1.1.1"], "NAS-IP-Address='300.1.1.1'"),

@@ -683,6 +683,23 @@ def expectation_unmet(lab: Lab) -> Outcome:
     return o
 
 
+def account_restricted(lab: Lab) -> Outcome:
+    """RADIUS MS-CHAPv2 refused with MS-CHAP-Error E=648 (password expired), as NPS answers an expired account."""
+    from probe.radius import mschap
+
+    def respond(req: pk.Packet) -> bytes:
+        offer = mschap.find_offer(req)
+        assert offer is not None
+        error = mschap.error_attribute(offer.ident, 648, message="Password expired")
+        return pk.build_reply(pk.ACCESS_REJECT, req, [error], DEFAULT_SECRET.encode(), message_authenticator=False)
+
+    o = against_rogue(respond, lambda addr: ProbeConfig(address=addr, secret=Secret(DEFAULT_SECRET.encode()),
+                                                        method="mschapv2", identity="alice",
+                                                        password=Secret(DEFAULT_PASSWORD.encode()), policy=FAST))
+    assert o.eap_detail == "MS-CHAP-Error E=648 (password expired), no retry: Password expired"
+    return o
+
+
 # code -> (producer, result, error_kind)
 PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "nps_discard_after_primary_auth": (nps_discard_after_primary_auth, "discard", None),
@@ -691,6 +708,7 @@ PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "nps_reject_after_primary_auth": (nps_reject_after_primary_auth, "reject", None),
     "otp_rejected": (otp_rejected, "reject", None),
     "access_reject": (access_reject, "reject", None),
+    "account_restricted": (account_restricted, "reject", None),
     "otp_challenge": (otp_challenge, "challenge", None),
     "late_answer_beyond_client_timeout": (late_answer_beyond_client_timeout, "accept", None),
     "answer_outside_window": (answer_outside_window, "accept", None),

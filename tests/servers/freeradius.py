@@ -86,7 +86,7 @@ is raised when the server cannot be configured or started (with the log tail).
 
 EAP (``eap=EapConfig(ca_file, server_cert, server_key, server_key_password=None,
 tls_min_version="1.2", tls_max_version="1.2", peap_tls_max_version="1.2",
-default_eap_type="peap", fragment_size=1024, session_cache=False, methods=("tls", "peap", "mschapv2"))``;
+default_eap_type="peap", fragment_size=1024, session_cache=False, methods=("tls", "peap", "mschapv2", "ttls"))``;
 a method left out of ``methods`` is not offered: a Nak for it gets Access-Reject):
 
 * One CA issues the server certificate and is trusted for client
@@ -180,6 +180,8 @@ class User:
     reply_attributes: tuple[tuple[str, AttrValue], ...] = ()
     hold_s: float = 0.0
     otp_code: str = field(default="", repr=False)
+    # SMB-Account-CTRL-TEXT for rlm_mschap, e.g. "[L]" (locked: MS-CHAP-Error E=647), "[D]" (disabled)
+    account_ctrl: str = ""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -194,7 +196,7 @@ class User:
 
 
 _TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
-_EAP_TYPES = ("tls", "peap", "mschapv2")
+_EAP_TYPES = ("tls", "peap", "mschapv2", "ttls")
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,7 @@ class EapConfig:
     default_eap_type: str = "peap"
     fragment_size: int = 1024
     session_cache: bool = False
-    methods: tuple[str, ...] = ("tls", "peap", "mschapv2")
+    methods: tuple[str, ...] = ("tls", "peap", "mschapv2", "ttls")
     """The outer eap sub-modules configured: one left out is a method the server does not offer (a Nak for
     it gets Access-Reject), as a network policy without that EAP type."""
 
@@ -330,7 +332,8 @@ class _Policy:
         if user.behaviour is Behaviour.REJECT:
             return self.reject_with(user.reply_message or POLICY_REJECT_MESSAGE)
         if user.behaviour is not Behaviour.OTP:
-            return self.password(user.password, "User.password")
+            ctrl = [f"\t&SMB-Account-CTRL-TEXT := {_quote(user.account_ctrl, 'User.account_ctrl')}"]
+            return [*self.password(user.password, "User.password")[:-1], *(ctrl if user.account_ctrl else []), "}"]
         return [
             "if (&State) {",
             f"\tif (&session-state:Tmp-String-3 == {_OTP_MARK}) {{",
@@ -745,6 +748,10 @@ modules {{
 		shell_escape = yes
 		timeout = {_EXEC_TIMEOUT_S}
 	}}
+	chap {{
+	}}
+	mschap {{
+	}}
 	linelog events {{
 		filename = {events}
 		escape_filenames = no
@@ -760,16 +767,19 @@ modules {{
             f"\tlisten {{\n\t\ttype = auth\n\t\tipaddr = {HOST}\n\t\tport = {p}\n\t\tclients = {c}\n\t}}\n"
             for p, c in ((port, "plain"), (port_ma, "require_ma"))
         )
-        pap_authorize = [*policy.authorize(), "pap"]
+        pap_authorize = [*policy.authorize(), "chap", "mschap", "pap"]  # RADIUS CHAP / MS-CHAPv2 use the password
         if self._eap is None:
             authorize = pap_authorize
             eap_authenticate = []
         else:
-            authorize = ["if (&EAP-Message) {", "\teap", "}", "else {", *_indent(pap_authorize, 1), "}"]
+            # bare EAP-MSCHAPv2 runs in this outer site: it needs the outer identity's password
+            eap_authorize = [*policy.inner_authorize(), "eap"]
+            authorize = ["if (&EAP-Message) {", *_indent(eap_authorize, 1), "}", "else {", *_indent(pap_authorize, 1), "}"]
             eap_authenticate = ["Auth-Type EAP {", "\teap", "}"]
         authorize_text = "\n".join(_indent(authorize, 2))
         authenticate = "\n".join(
-            _indent(["Auth-Type PAP {", "\tpap", "}", *policy.otp_challenge(), *eap_authenticate], 2)
+            _indent(["Auth-Type PAP {", "\tpap", "}", "Auth-Type CHAP {", "\tchap", "}", "Auth-Type MS-CHAP {",
+                     "\tmschap", "}", *policy.otp_challenge(), *eap_authenticate], 2)
         )
         post_auth = "\n".join(_indent(policy.post_auth(), 2))
         reject = "\n".join(_indent(policy.post_auth_reject(), 3))
@@ -843,6 +853,13 @@ server probe {{
                f"\t\tvirtual_server = {_INNER_SERVER}",
                "\t}"] if "peap" in eap.methods else []),
             *(["\tmschapv2 {", "\t\tsend_error = no", "\t}"] if "mschapv2" in eap.methods else []),
+            *(["\tttls {",  # EAP-TTLS (PAP or MS-CHAPv2 inside), TLS limits as PEAP's
+               "\t\ttls = tls-peap",
+               "\t\tdefault_eap_type = mschapv2",
+               "\t\tcopy_request_to_tunnel = no",
+               "\t\tuse_tunneled_reply = no",
+               f"\t\tvirtual_server = {_INNER_SERVER}",
+               "\t}"] if "ttls" in eap.methods else []),
             "}",
         ]
         inner = [
@@ -860,8 +877,6 @@ server probe {{
             "\t\ttls = tls-inner",
             "\t}",
             "}",
-            "mschap {",
-            "}",
         ]
         return "\n".join(_indent([*outer, *inner], 1)) + "\n"
 
@@ -877,10 +892,11 @@ server probe {{
         lines = [
             f"server {_INNER_SERVER} {{",
             "\tauthorize {",
-            *_indent([*policy.inner_authorize(), "inner-eap {", "\tok = return", "}"], 2),
+            *_indent([*policy.inner_authorize(), "inner-eap {", "\tok = return", "}", "mschap", "pap"], 2),
             "\t}",
             "\tauthenticate {",
-            *_indent(["Auth-Type inner-eap {", "\tinner-eap", "}", "Auth-Type MS-CHAP {", "\tmschap", "}"], 2),
+            *_indent(["Auth-Type inner-eap {", "\tinner-eap", "}", "Auth-Type MS-CHAP {", "\tmschap", "}",
+                      "Auth-Type PAP {", "\tpap", "}"], 2),  # EAP-TTLS's inner PAP and MS-CHAPv2
             "\t}",
             "\tpost-auth {",
             *_indent(save_identity, 2),

@@ -109,8 +109,8 @@ BROKEN = [
      "colour: blue", "modules.alice.colour", "unknown field"),
     ("literal password", GOOD.replace("    identity: bob\n", "    identity: bob\n    password: hunter2\n"),
      "password: hunter2", "modules.bob.password", "use password_file or password_env"),
-    ("unknown method", GOOD.replace("  method: pap", "  method: chap"), "method: chap", "modules.alice.method",
-     "unknown method 'chap'"),
+    ("unknown method", GOOD.replace("  method: pap", "  method: kerberos"), "method: kerberos", "modules.alice.method",
+     "unknown method 'kerberos'"),
     ("unknown profile", GOOD.replace("  timeout: 5\n", "  timeout: 5\n  profile: cisco\n"), "profile: cisco",
      "modules.alice.profile", "unknown NAS profile 'cisco'"),
     ("unknown attribute", GOOD.replace("Framed-MTU: 1400", "No-Such-Attr: 1"), "No-Such-Attr",
@@ -178,7 +178,7 @@ def test_each_error_names_its_line_and_field(lab: Path, monkeypatch: pytest.Monk
 
 
 def test_every_error_is_collected(lab: Path) -> None:
-    text = (GOOD.replace("  method: pap", "  method: chap")
+    text = (GOOD.replace("  method: pap", "  method: kerberos")
             .replace("Framed-MTU: 1400", "No-Such-Attr: 1")
             .replace("secret_file: nps.secret", "secret_file: missing.secret")
             .replace("    module: bob", "    module: carol")

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_method_has_one_entry() -> None:
-    assert METHOD_NAMES == ("pap", "eap-tls", "peap-mschapv2", "peap-tls")
+    assert METHOD_NAMES[:4] == ("pap", "eap-tls", "peap-mschapv2", "peap-tls")  # issue 16 adds after them
     for name, entry in METHODS.items():
         assert isinstance(entry, MethodSpec) and entry.name == name and spec(name) is entry
 
@@ -41,11 +41,11 @@ def test_entries(name: str, credential: str, eap: bool, ca: bool, mppe: bool, bi
 
 def test_unknown_method_says_what_exists_and_guesses() -> None:
     with pytest.raises(UnknownMethod, match=r"unknown method 'peap-mschap' \(choose pap, eap-tls, peap-mschapv2, "
-                                            r"peap-tls\); did you mean 'peap-mschapv2'\?"):
+                                            r"peap-tls, .*\); did you mean 'peap-mschapv2'\?"):
         spec("peap-mschap")
     with pytest.raises(UnknownMethod) as exc:
-        spec("chap")
-    assert "did you mean" not in str(exc.value) and exc.value.name == "chap"
+        spec("kerberos")
+    assert "did you mean" not in str(exc.value) and exc.value.name == "kerberos"
     assert not isinstance(exc.value, ValueError)
 
 
@@ -119,8 +119,8 @@ def test_make_method_uses_the_factory() -> None:
         make_method(ProbeConfig(method="pap", identity="alice", password=Secret(b"x" * 129)))
     with pytest.raises(ValueError, match="exceeds the 253-byte User-Name"):
         make_method(ProbeConfig(method="pap", identity="a" * 254, password=Secret(b"x")))
-    with pytest.raises(ValueError, match="unknown method 'chap'"):
-        make_method(ProbeConfig(method="chap", identity="a", password=Secret(b"x")))
+    with pytest.raises(ValueError, match="unknown method 'kerberos'"):
+        make_method(ProbeConfig(method="kerberos", identity="a", password=Secret(b"x")))
 
 
 def test_make_method_eap_outer_identity(tmp_path: Path) -> None:
