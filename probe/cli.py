@@ -153,10 +153,10 @@ def build_check(args: argparse.Namespace) -> tuple[Check, tuple[str, int]]:
         raise UsageError(f"--expect {args.expect!r}: choose {', '.join(EXPECTATIONS)}")
     if args.profile not in PROFILES:
         raise UsageError(f"unknown --profile {args.profile!r} (choose {', '.join(PROFILES)})")
-    host, port = parse_hostport(args.target)
+    host, port = parse_hostport(args.target, method.default_port)
     address = resolve(host, port)
     secret = _secret(args)
-    password = _password(args)
+    password = _password(args) if method.credential != "none" else None  # status/acct: no password at all
     if args.tls_max is not None and args.tls_max not in TLS_VERSIONS:
         raise UsageError(f"--tls-max {args.tls_max!r}: unknown TLS version (choose {', '.join(TLS_VERSIONS)})")
     tls = TlsOptions(
@@ -468,8 +468,11 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     from .emulator.run import run_emulator
 
     host, port = parse_hostport(args.listen, what="--listen")
+    acct = None if args.acct_listen == "off" else (
+        parse_hostport(args.acct_listen, 1813, what="--acct-listen") if args.acct_listen
+        else (host, port + 1 if port and port < 65535 else 0))
     return run_emulator(host, port, config_path=args.config, secret_file=args.secret_file,
-                        duration_s=args.duration, pki_dir=args.pki)
+                        duration_s=args.duration, pki_dir=args.pki, acct=acct)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -554,6 +557,8 @@ def make_parser() -> argparse.ArgumentParser:
     em.add_argument("--listen", default="127.0.0.1:1812", metavar="ADDR", help="default 127.0.0.1:1812")
     em.add_argument("--config", metavar="F", help="YAML users/behaviours/policies (default: the lab users)")
     em.add_argument("--secret-file", metavar="F", help="shared secret (default: the documented lab secret)")
+    em.add_argument("--acct-listen", metavar="ADDR|off",
+                    help="the accounting port (default: --listen's port + 1, e.g. 1813; off: none)")
     em.add_argument("--duration", type=_positive(float, "--duration"), metavar="S",
                     help="stop by itself after S seconds")
     em.add_argument("--pki", metavar="DIR",
@@ -563,6 +568,9 @@ def make_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start the emulator and probe every behaviour (zero setup)")
     demo.add_argument("--json", action="store_true", help="print the Outcomes as JSON")
     demo.set_defaults(func=cmd_demo)
+    from .cli_extra import add_parsers  # status (RFC 5997) and acct (RFC 2866)
+
+    add_parsers(sub)
     certs = sub.add_parser("certs", help="lab PKI for EAP tests (CA, NPS server, users)")
     certs_sub = certs.add_subparsers(dest="certs_command", metavar="init", parser_class=_Parser, required=True)
     init = certs_sub.add_parser("init", help="write a lab PKI into DIR")

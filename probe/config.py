@@ -374,9 +374,12 @@ def _module(r: _Reader, name: str, node: Node, path: str, dictionary: RadiusDict
     method: MethodSpec | None = value("method", lambda n, p: _method(r, n, p))
     identity = value("identity", lambda n, p: r.text(n, p, expand=True))
     for required in ("method", "identity"):
+        if required == "identity" and method is not None and method.credential == "none":
+            continue  # status-server / accounting: no account (accounting's User-Name defaults to the NAS's)
         if required not in fields:
             r.error(node, path, f"missing {required}")
-    m = Module(name=name, method=method.name if method else METHOD_NAMES[0], identity=identity or "")
+    m = Module(name=name, method=method.name if method else METHOD_NAMES[0],
+               identity=identity or ("radius-probe" if method is not None and method.credential == "none" else ""))
     m.outer_identity = value("outer_identity", lambda n, p: r.text(n, p, expand=True))
     m.password = _secret_source(r, fields, "password", path, node, required=False)
     m.otp = _secret_source(r, fields, "otp", path, node, required=False)

@@ -247,14 +247,16 @@ class Conversation:
         assert current is not None
         self.outcome.round_trips += 1
         auth = self._urandom(16)  # a fresh Request Authenticator every round
-        attrs = [(pk.USER_NAME, self.method.user_name.encode("utf-8")), *self._nas]
+        nas = self._nas if current.nas_keep is None else [a for a in self._nas if a[0] in current.nas_keep]
+        user = [(pk.USER_NAME, self.method.user_name.encode("utf-8"))] if self.method.user_name else []
+        attrs = [*user, *nas]
         if current.password is not None:
             attrs.append(pk.password_attr(current.password, cfg.secret.value, auth))
         attrs += current.attributes
         if self._state is not None:
             attrs.append((pk.STATE, self._state))
         request = pk.build_request(identifier, auth, attrs, cfg.secret.value,
-                                   message_authenticator=cfg.module.message_authenticator)
+                                   message_authenticator=cfg.module.message_authenticator, code=current.code)
         self._released.pop()  # built: the Identifier is released with its request when the round ends
         self.round = Round(request, cfg.policy, cfg.secret.value, previous)
 
@@ -310,8 +312,9 @@ class Conversation:
             self._end(now)
             return
         reply = ex.reply.packet
-        self._ma_seen.append(ex.reply.message_authenticator)  # an unsigned EAP reply never gets here (RFC 3579)
-        o.message_authenticator = "absent" if "absent" in self._ma_seen else "valid"
+        if reply.code != pk.ACCOUNTING_RESPONSE:  # Blast-RADIUS is about Access-* replies: accounting has no say
+            self._ma_seen.append(ex.reply.message_authenticator)  # an unsigned EAP reply never gets here (RFC 3579)
+            o.message_authenticator = "absent" if "absent" in self._ma_seen else "valid"
         o.final_response_s = ex.response_s  # from the round's first transmission
         o.late = o.late or ex.late  # a round past the client's timeout loses the user, whatever follows
         message = reply.get(pk.REPLY_MESSAGE)
@@ -324,7 +327,12 @@ class Conversation:
                 o.result = "challenge"
             self._next(payload, now)
             return
-        o.result = "accept" if reply.code == pk.ACCESS_ACCEPT else "reject"
+        if reply.code == pk.ACCOUNTING_RESPONSE:  # accounting: the method may send the session's next record
+            payload = method.on_challenge(reply)
+            if payload is not None:
+                self._next(payload, now)
+                return
+        o.result = "accept" if reply.code in (pk.ACCESS_ACCEPT, pk.ACCOUNTING_RESPONSE) else "reject"
         method.on_final(reply, ex.request, o)
         self._end(now)
 

@@ -98,6 +98,44 @@ CATALOGUE: dict[str, Entry] = {
             ),
         ),
         Entry(
+            "status_server_unanswered",
+            "No answer to Status-Server: NPS does not answer Status-Server; this is not a down server",
+            "a Status-Server (RFC 5997, signed with Message-Authenticator) and its retransmissions unanswered",
+            (
+                "the server is Microsoft NPS, which does not implement Status-Server and drops it silently "
+                "(no event is logged): the silence says nothing about whether NPS is up",
+                "FreeRADIUS with status_server = no in radiusd.conf's security section, or a client entry "
+                "without this probe's address or with another secret",
+                "a firewall drops UDP to the port",
+            ),
+            (
+                "probe NPS with `radius-probe auth` (PAP for a user that cannot exist: a fast Access-Reject proves "
+                "NPS is up, without an MFA push) or `radius-probe diagnose`",
+                "FreeRADIUS: security { status_server = yes } and the status virtual server "
+                "(sites-available/status), and the client entry for this address",
+            ),
+        ),
+        Entry(
+            "accounting_unanswered",
+            "An Accounting-Request went unanswered: the accounting port is not working",
+            "an Accounting-Request (RFC 2866) and its retransmissions unanswered",
+            (
+                "nothing accounts on the port (NPS: accounting is configured in NPS > Accounting; the port "
+                "is 1813 by default, legacy 1646)",
+                "this probe's address is not a RADIUS client, or the shared secret differs (a wrong secret makes "
+                "the Request Authenticator fail: the server drops it silently)",
+                "the accounting back end (SQL server, log file) fails, so the server cannot record the request "
+                "and does not answer it: the VPN loses sessions silently",
+                "a firewall drops UDP to the accounting port",
+            ),
+            (
+                "NPS: Accounting > Configure Accounting (log file or SQL Server logging) and 'if logging fails, "
+                "discard connection requests'; the Ports tab of the NPS properties",
+                "the RADIUS client entry and secret for this probe's source address",
+                "firewall rules for UDP 1813",
+            ),
+        ),
+        Entry(
             "replies_match_no_request",
             "The server answered, but with Identifiers that match no request in flight",
             "the final Access-Request unanswered while replies reached its socket carrying an Identifier that "

@@ -105,6 +105,7 @@ class Outcome:
     mppe: Mppe = "absent"
     cryptobinding: Cryptobinding = "absent"
     tls: dict[str, Any] | None = None
+    accounting: dict[str, Any] | None = None  # the accounting check: session id, records sent and acknowledged
     reply_attributes: dict[str, list[Any]] = field(default_factory=dict)
     degraded: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -61,6 +61,9 @@ def summary(o: Outcome) -> str:
         lines.append("  Attributes    " + "; ".join(f"{k}={', '.join(map(_value, v))}" for k, v in shown.items()))
     if o.message_authenticator:
         lines.append(f"  Msg-Auth      {o.message_authenticator} in the reply")
+    if o.accounting:
+        acked = ", ".join(o.accounting["acknowledged"]) or "none"
+        lines.append(f"  Accounting    session {o.accounting['session_id']}: acknowledged {acked}")
     method = METHODS.get(o.method)
     if method is not None and method.eap:
         lines.append(f"  Keys          mppe {o.mppe}, cryptobinding {o.cryptobinding}")

@@ -226,7 +226,8 @@ def diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | N
                 f"unanswered after {o.round_trips - 1} answered round(s)", loss)))))
         else:  # name the address the request left from: NPS knows its clients by it
             sent_from = f"sent from {o.source}" if o.source else None
-            codes.append(("no_reply", "; ".join(filter(None, (sent_from, loss))) or None))
+            silent = spec.discard_code if spec is not None else "no_reply"
+            codes.append((silent, "; ".join(filter(None, (sent_from, loss))) or None))
     elif o.result == "reject":
         details = [o.eap_detail] if o.eap_detail else []
         details += [f"Reply-Message: {o.reply_message!r}"] if o.reply_message else []

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..pki import init_pki
 from .config import EapSettings, EmulatorConfig, EmulatorConfigError, default_config, load_config, read_secret
+from .accounting import AccountingListener
 from .server import NpsEmulator
 
 
@@ -57,7 +58,8 @@ def describe(config: EmulatorConfig) -> str:
 
 
 def run_emulator(host: str, port: int, *, config_path: str | None = None, secret_file: str | None = None,
-                 duration_s: float | None = None, pki_dir: str | None = None) -> int:
+                 duration_s: float | None = None, pki_dir: str | None = None,
+                 acct: tuple[str, int] | None = None) -> int:
     pki_note = None
     try:
         config = load_config(Path(config_path)) if config_path else default_config()
@@ -72,18 +74,26 @@ def run_emulator(host: str, port: int, *, config_path: str | None = None, secret
     except EmulatorConfigError as exc:
         print(f"radius-probe: {exc}", file=sys.stderr)
         return 3
-    return asyncio.run(_serve(config, host, port, secret_note, duration_s, pki_note))
+    return asyncio.run(_serve(config, host, port, secret_note, duration_s, pki_note, acct))
 
 
 async def _serve(config: EmulatorConfig, host: str, port: int, secret_note: str, duration_s: float | None,
-                 pki_note: str | None) -> int:
+                 pki_note: str | None, acct: tuple[str, int] | None = None) -> int:
     emulator = NpsEmulator(config)
+    accounting = AccountingListener(config) if acct is not None else None
     try:
         bound = await emulator.start(host, port)
+        if accounting is not None and acct is not None:
+            acct_bound = await accounting.start(*acct)
     except OSError as exc:
-        print(f"radius-probe: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{host}:{port}" if emulator.transport is None else f"{acct[0]}:{acct[1]}" if acct else ""
+        print(f"radius-probe: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
+        if emulator.transport is not None:
+            await emulator.stop()
         return 3
     print(f"NPS emulator listening on {bound[0]}:{bound[1]} (UDP); shared secret: {secret_note}")
+    if accounting is not None:
+        print(f"accounting on {acct_bound[0]}:{acct_bound[1]} (UDP)")
     if pki_note:
         print(pki_note)
     print(describe(config), flush=True)
@@ -96,5 +106,7 @@ async def _serve(config: EmulatorConfig, host: str, port: int, secret_note: str,
     except asyncio.TimeoutError:
         pass
     await emulator.stop()
+    if accounting is not None:
+        accounting.stop()
     print(f"stopped after {emulator.requests} request(s); {emulator.stats.summary()}", flush=True)
     return 0

@@ -664,6 +664,32 @@ def expectation_unmet(lab: Lab) -> Outcome:
 
 
 # code -> (producer, result, error_kind)
+def status_server_unanswered(lab: Lab) -> Outcome:
+    """NPS (the emulator) drops Status-Server whatever the secret: RFC 5997 is not implemented."""
+    o, em = against(NpsEmulator(default_config()), lambda addr: ProbeConfig(
+        address=addr, secret=Secret(SECRET), method="status-server", identity="", policy=FAST))
+    assert event_ids(em) == [4406, 4406]  # the request and its retransmission
+    return o
+
+
+def accounting_unanswered(lab: Lab) -> Outcome:
+    """The emulator's accounting port drops an Accounting-Request whose authenticator uses another secret."""
+    from probe.emulator.accounting import AccountingListener
+
+    listener = AccountingListener(default_config())
+
+    async def go() -> Outcome:
+        await listener.start("127.0.0.1", 0)
+        try:
+            return await authenticate(ProbeConfig(address=listener.address, secret=Secret(b"not-the-lab-secret"),
+                                                  method="accounting", identity="alice", policy=FAST))
+        finally:
+            listener.stop()
+    o = run(go())
+    assert [e for e, _ in listener.events] == [18, 18] and not listener.records
+    return o
+
+
 PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "nps_discard_after_primary_auth": (nps_discard_after_primary_auth, "discard", None),
     "no_reply": (no_reply, "discard", None),
@@ -700,6 +726,8 @@ PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "server_refused_tls": (server_refused_tls, "reject", None),
     "mfa_not_enforced": (mfa_not_enforced, "accept", None),
     "expectation_unmet": (expectation_unmet, "accept", None),
+    "status_server_unanswered": (status_server_unanswered, "discard", None),
+    "accounting_unanswered": (accounting_unanswered, "discard", None),
 }
 
 
