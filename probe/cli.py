@@ -22,7 +22,7 @@ from . import __version__
 from .inputs import UsageError, ascii_float, ascii_int, parse_hostport, read_secret_file, resolve
 from .methods import DEFAULT_METHOD, METHOD_NAMES, TLS_VERSIONS, Given, Problem, UnknownMethod, make_method, spec
 from .model import DEFAULT_SLOW_FRACTION, DEFAULT_WINDOW_S, Check, Expectation, Module, Secret, Target, TlsOptions
-from .model import target_text
+from .model import RADSEC_PORT, RADSEC_SECRET, target_text
 from .outcome import EXIT_UNKNOWN, EXPECTATIONS
 from .radius.dictionary import DictionaryError, default_dictionary
 from .radius.profiles import PROFILES, parse_attr_option
@@ -153,9 +153,12 @@ def build_check(args: argparse.Namespace) -> tuple[Check, tuple[str, int]]:
         raise UsageError(f"--expect {args.expect!r}: choose {', '.join(EXPECTATIONS)}")
     if args.profile not in PROFILES:
         raise UsageError(f"unknown --profile {args.profile!r} (choose {', '.join(PROFILES)})")
-    host, port = parse_hostport(args.target, method.default_port)
+    from .cli_extra import radsec_options
+
+    radsec = radsec_options(args)
+    host, port = parse_hostport(args.target, method.default_port if radsec is None else RADSEC_PORT)
     address = resolve(host, port)
-    secret = _secret(args)
+    secret = _secret(args) if radsec is None or args.secret or args.secret_file else Secret(RADSEC_SECRET)
     password = _password(args) if method.credential != "none" else None  # status/acct: no password at all
     if args.tls_max is not None and args.tls_max not in TLS_VERSIONS:
         raise UsageError(f"--tls-max {args.tls_max!r}: unknown TLS version (choose {', '.join(TLS_VERSIONS)})")
@@ -184,7 +187,7 @@ def build_check(args: argparse.Namespace) -> tuple[Check, tuple[str, int]]:
             raise UsageError(message)
     written = target_text(host, port)
     target = Target(name=written, address=written, host=host, port=port, secret=secret,
-                    source=_source(args, host))
+                    source=_source(args, host), radsec=radsec)
     expect = Expectation(result=args.expect, message_authenticator="optional" if args.allow_unsigned else "required")
     return Check(name="auth", target=target, module=module, expect=expect, source="(command line)"), address
 
@@ -504,6 +507,9 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     auth = sub.add_parser("auth", help="authenticate once and classify the answer")
     _add_auth_args(auth)
+    from .cli_extra import add_transport_args
+
+    add_transport_args(auth)
     auth.set_defaults(func=cmd_auth)
     run = sub.add_parser("run", help="run probe files' checks once, report, exit with the worst check's code")
     run.add_argument("files", nargs="+", metavar="PROBEFILE", help="YAML probe file(s): modules, targets, checks")

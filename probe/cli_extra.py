@@ -12,7 +12,8 @@ import argparse
 from typing import Any
 
 from .method_acct import STATUS_TYPES
-from .model import DEFAULT_WINDOW_S
+from .inputs import UsageError
+from .model import DEFAULT_WINDOW_S, TRANSPORTS, RadsecOptions
 from .outcome import EXPECTATIONS
 
 _NOT_ASKED: dict[str, Any] = {
@@ -26,7 +27,8 @@ _NOT_ASKED: dict[str, Any] = {
 def _common(p: argparse.ArgumentParser, default_port: int) -> None:
     from .cli import _add_deadline_option, _add_source_option, _add_verdict_options, _positive
 
-    p.add_argument("target", metavar="HOST[:PORT]", help=f"RADIUS server (default port {default_port})")
+    p.add_argument("target", metavar="HOST[:PORT]",
+                   help=f"RADIUS server (default port {default_port}; 2083 with --transport radsec)")
     s = p.add_argument_group("shared secret (one of)")
     s.add_argument("--secret-file", metavar="F", help="file holding the shared secret")
     s.add_argument("--secret", metavar="S", help="the shared secret (visible in ps; prefer --secret-file)")
@@ -49,6 +51,40 @@ def _common(p: argparse.ArgumentParser, default_port: int) -> None:
     _add_verdict_options(o)
     o.add_argument("--json", action="store_true", help="print the Outcome as JSON (schema 1)")
     o.add_argument("--pcap", metavar="F", help="write the RADIUS exchange to F as a pcap file")
+    add_transport_args(p)
+
+
+def add_transport_args(p: argparse.ArgumentParser) -> None:
+    """``--transport udp|radsec`` and the RadSec connection's certificates (auth, status, acct)."""
+    r = p.add_argument_group("transport (RadSec: RADIUS over TLS, RFC 6614)")
+    r.add_argument("--transport", choices=TRANSPORTS, default="udp",
+                   help="udp (default) or radsec: TLS over TCP, default port 2083 and secret 'radsec', "
+                        "no retransmission on the connection")
+    r.add_argument("--radsec-cert", metavar="PEM", help="the client certificate the RadSec server knows this probe by")
+    r.add_argument("--radsec-key", metavar="PEM", help="its private key")
+    r.add_argument("--radsec-ca", metavar="PEM", help="CA certificate(s) that must issue the RadSec server's certificate")
+    r.add_argument("--radsec-server-name", metavar="NAME",
+                   help="the name the RadSec server's certificate must carry (default: the target's host)")
+    r.add_argument("--radsec-insecure", action="store_true",
+                   help="do not verify the RadSec server's certificate (it is still reported, with a warning)")
+
+
+def radsec_options(args: argparse.Namespace) -> RadsecOptions | None:
+    """The RadSec options of a command line (None: UDP); RadSec flags without --transport radsec are refused."""
+    given = [f for f in ("radsec_cert", "radsec_key", "radsec_ca", "radsec_server_name", "radsec_insecure")
+             if getattr(args, f, None)]
+    if getattr(args, "transport", "udp") != "radsec":
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} is for --transport radsec")
+        return None
+    if bool(args.radsec_cert) != bool(args.radsec_key):
+        raise UsageError("--transport radsec needs both --radsec-cert and --radsec-key (the server knows its "
+                         "clients by certificate)")
+    if not args.radsec_ca and not args.radsec_insecure:
+        raise UsageError("--transport radsec needs --radsec-ca (the CA of the server's certificate) or "
+                         "--radsec-insecure")
+    return RadsecOptions(cert=args.radsec_cert, key=args.radsec_key, ca=args.radsec_ca,
+                         server_name=args.radsec_server_name, insecure=args.radsec_insecure)
 
 
 def add_parsers(sub: Any) -> None:

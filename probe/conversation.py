@@ -84,8 +84,10 @@ class Conversation:
 
     def __init__(self, cfg: ProbeConfig, method: Method | None = None, *, nas_ip: str,
                  dictionary: RadiusDictionary | None = None,
-                 urandom: Callable[[int], bytes] = os.urandom) -> None:
+                 urandom: Callable[[int], bytes] = os.urandom, reliable: bool = False) -> None:
         self.cfg = cfg
+        # reliable (RadSec over TCP): no retransmission on the connection, one wait as long as the client's
+        self._round_policy = cfg.policy.reliable() if reliable else cfg.policy
         self.method = method if method is not None else make_method(cfg)
         self.dictionary = dictionary or default_dictionary()
         self.nas_ip = nas_ip
@@ -179,6 +181,22 @@ class Conversation:
             return
         self._guard(now, self._unreachable, detail, now)
 
+    def transport_error(self, kind: str, detail: str, now: float) -> None:
+        """The driver's transport failed (a RadSec connection closed, a stream that cannot be framed, a TLS
+        alert): the conversation ends as error ``kind`` (an ErrorKind value)."""
+        if self.done:
+            return
+        if self.round is None:
+            self._fail(kind, detail, now)
+            return
+        self._guard(now, self._transport_error, kind, detail, now)
+
+    def _transport_error(self, kind: str, detail: str, now: float) -> None:
+        assert self.round is not None
+        self.round.unreachable(detail, now)  # the wait ends, with the transport's own kind below
+        self.round.exchange.error_kind = kind
+        self._end_round(now)  # the round's transmissions are recorded in the attempts
+
     def abort(self, detail: str, now: float) -> None:
         """The driver itself failed (a bug): the conversation ends as an ``internal`` error."""
         if not self.done:
@@ -258,7 +276,7 @@ class Conversation:
         request = pk.build_request(identifier, auth, attrs, cfg.secret.value,
                                    message_authenticator=cfg.module.message_authenticator, code=current.code)
         self._released.pop()  # built: the Identifier is released with its request when the round ends
-        self.round = Round(request, cfg.policy, cfg.secret.value, previous)
+        self.round = Round(request, self._round_policy, cfg.secret.value, previous)
 
     def _poll(self, now: float) -> bytes | None:
         assert self.round is not None

@@ -136,6 +136,42 @@ CATALOGUE: dict[str, Entry] = {
             ),
         ),
         Entry(
+            "radsec_tls_failed",
+            "The RadSec (RADIUS over TLS) connection's TLS handshake failed",
+            "TCP connected, then the TLS handshake failed, or the server ended the TLS session with an alert "
+            "before it answered (RFC 6614: both sides present certificates)",
+            (
+                "this probe does not trust the server's certificate (--radsec-ca, or the name in "
+                "--radsec-server-name is not in its subjectAltName)",
+                "the server does not accept this probe's client certificate (an issuer not in its CA file, "
+                "expired, or no client certificate given: RFC 6614 servers require one)",
+                "no common TLS version or cipher (RFC 6614 requires TLS 1.2 or later on most servers)",
+            ),
+            (
+                "the TLS detail here (the alert the server sent, or why the chain did not verify)",
+                "FreeRADIUS: the listen section's tls { ca_file, require_client_cert } and the clients "
+                "section with proto = tls; radiusd -X shows the handshake",
+                "openssl s_client -connect HOST:2083 -cert CERT -key KEY -CAfile CA",
+            ),
+        ),
+        Entry(
+            "radsec_connection_closed",
+            "The RadSec server closed the connection instead of answering",
+            "TLS established, a request sent, then the connection closed (at a record boundary or in the middle "
+            "of a RADIUS record) before a reply",
+            (
+                "this probe's address is not in the server's RadSec clients (FreeRADIUS closes the connection "
+                "of an unknown client)",
+                "the shared secret differs from the server's (RFC 6614: \"radsec\"), so the server drops the "
+                "request and, on some servers, the connection",
+                "the server's connection limits (max_connections, idle_timeout, lifetime)",
+            ),
+            (
+                "the RadSec client entry (proto = tls) for this probe's address and its secret",
+                "the server's log for the connection (radiusd -X: 'Closing TLS socket')",
+            ),
+        ),
+        Entry(
             "replies_match_no_request",
             "The server answered, but with Identifiers that match no request in flight",
             "the final Access-Request unanswered while replies reached its socket carrying an Identifier that "
@@ -515,7 +551,10 @@ ERROR_KIND_CODES = {
     "mschapv2": "eap_protocol_error",
     "internal": "internal_error",
     "deadline": "authentication_deadline",
+    "radsec": "radsec_connection_closed",
 }
+RADSEC_TLS = "RadSec TLS"
+"""How the RadSec driver (probe.drivers.radsec) begins the detail of a TLS failure of its connection."""
 
 
 # How the EAP method words an Access-Accept without EAP-Success (probe.method_eap.ACCEPT_WITHOUT_EAP_SUCCESS).
@@ -531,6 +570,8 @@ def code_for_error(kind: str | None, detail: str | None) -> str | None:
         for prefix, code in TLS_DETAIL_CODES:
             if text.startswith(prefix):
                 return code
+    if kind == "radsec" and text.startswith(RADSEC_TLS):
+        return "radsec_tls_failed"
     if kind == "mschapv2" and text.startswith("server failed to prove"):
         return "mschapv2_server_proof_failed"
     return ERROR_KIND_CODES.get(kind or "")

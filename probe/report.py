@@ -61,6 +61,11 @@ def summary(o: Outcome) -> str:
         lines.append("  Attributes    " + "; ".join(f"{k}={', '.join(map(_value, v))}" for k, v in shown.items()))
     if o.message_authenticator:
         lines.append(f"  Msg-Auth      {o.message_authenticator} in the reply")
+    if o.transport:
+        t = o.transport
+        cert = (t.get("server_cert") or {}).get("subject", "no certificate")
+        lines.append(f"  Transport     RadSec {t.get('tls_version') or 'no TLS'} {t.get('cipher') or ''} to {t['peer']}, "
+                     f"server {cert}, client certificate {'sent' if t.get('client_certificate_sent') else 'NOT sent'}")
     if o.accounting:
         acked = ", ".join(o.accounting["acknowledged"]) or "none"
         lines.append(f"  Accounting    session {o.accounting['session_id']}: acknowledged {acked}")

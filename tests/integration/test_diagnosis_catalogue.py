@@ -690,6 +690,40 @@ def accounting_unanswered(lab: Lab) -> Outcome:
     return o
 
 
+def radsec_against(lab: Lab, case: Any, *, ca: Path | None = None) -> Outcome:
+    """PAP over RadSec to the scripted TLS peer (tests/servers/radsec_peer.py) with the lab PKI."""
+    from probe.model import RadsecOptions
+    from tests.servers.radsec_peer import radsec_peer
+
+    async def go() -> Outcome:
+        async with radsec_peer(lab.pki, case) as addr:
+            user = lab.pki.users["alice"]
+            cfg = ProbeConfig(address=addr, secret=Secret(b"radsec"), method="pap", identity="alice",
+                              password=Secret(DEFAULT_PASSWORD.encode()), policy=FAST,
+                              radsec=RadsecOptions(cert=str(user.cert), key=str(user.key), ca=str(ca or lab.pki.ca),
+                                                   server_name=SERVER_NAME))
+            from probe.drivers.radsec import authenticate_radsec
+
+            return await authenticate_radsec(cfg)
+    return run(go())
+
+
+def radsec_tls_failed(lab: Lab) -> Outcome:
+    """The RadSec server's certificate is from a CA this probe does not trust."""
+    o = radsec_against(lab, lambda r, s: [], ca=lab.pki.untrusted_ca)
+    assert o.attempts == [] and "does not verify" in (o.error_detail or "")
+    return o
+
+
+def radsec_connection_closed(lab: Lab) -> Outcome:
+    """The RadSec server reads the request and closes the connection."""
+    from tests.servers.radsec_peer import CLOSE
+
+    o = radsec_against(lab, lambda r, s: [CLOSE])
+    assert len(o.attempts) == 1 and o.transport is not None and o.transport["client_certificate_sent"]
+    return o
+
+
 PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "nps_discard_after_primary_auth": (nps_discard_after_primary_auth, "discard", None),
     "no_reply": (no_reply, "discard", None),
@@ -728,6 +762,8 @@ PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "expectation_unmet": (expectation_unmet, "accept", None),
     "status_server_unanswered": (status_server_unanswered, "discard", None),
     "accounting_unanswered": (accounting_unanswered, "discard", None),
+    "radsec_tls_failed": (radsec_tls_failed, "error", "radsec"),
+    "radsec_connection_closed": (radsec_connection_closed, "error", "radsec"),
 }
 
 

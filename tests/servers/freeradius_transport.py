@@ -107,7 +107,7 @@ class TransportFreeRadius(FreeRadiusServer):
         if self._radsec is not None:
             r = self._radsec
             listeners += (
-                f"\tlisten {{\n\t\ttype = auth\n\t\tipaddr = {HOST}\n\t\tport = {tls_port}\n\t\tproto = tcp\n"
+                f"\tlisten {{\n\t\ttype = auth+acct\n\t\tipaddr = {HOST}\n\t\tport = {tls_port}\n\t\tproto = tcp\n"
                 f"\t\tclients = radsec\n"
                 f"\t\tlimit {{\n\t\t\tmax_connections = 16\n\t\t\tlifetime = 0\n\t\t\tidle_timeout = 30\n\t\t}}\n"
                 f"\t\ttls {{\n"
