@@ -77,6 +77,9 @@ def radsec_options(args: argparse.Namespace) -> RadsecOptions | None:
         if given:
             raise UsageError(f"--{given[0].replace('_', '-')} is for --transport radsec")
         return None
+    if getattr(args, "resume", False):
+        raise UsageError("--resume is not supported with --transport radsec (each authentication has its own "
+                         "connection)")
     if bool(args.radsec_cert) != bool(args.radsec_key):
         raise UsageError("--transport radsec needs both --radsec-cert and --radsec-key (the server knows its "
                          "clients by certificate)")

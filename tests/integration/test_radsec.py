@@ -159,6 +159,8 @@ def test_bad_radsec_input_is_one_line(pki: Pki, probe_writer: Any) -> None:
                     "--radsec-ca", str(pki.ca), "--radsec-cert", str(pki.users["nas"].cert),
                     "--radsec-key", str(pki.users["alice"].key))
     assert r.returncode == 3 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = helpers.cli("auth", "127.0.0.1", "--identity", "a", "--password", "p", "--resume", *radsec_args(pki))
+    assert r.returncode == 3 and "--resume is not supported with --transport radsec" in r.stderr
     path = probe_writer("""
 targets:
   rs: {address: "127.0.0.1", transport: radsec}

@@ -126,8 +126,12 @@ checks:
   - {{name: alive, target: auth, module: alive, expect: {{message_authenticator: optional}}}}
   - {{name: session, target: acct, module: session}}
 """)
-    r = helpers.cli("run", str(path), "--json", "-", "--no-progress")
+    prom = path.parent / "run.prom"
+    r = helpers.cli("run", str(path), "--json", "-", "--no-progress", "--textfile", str(prom))
     assert r.returncode == 0, r.stdout + r.stderr
+    metrics = prom.read_text()
+    for method in ("status-server", "accounting"):  # the metrics' method label carries the check kind
+        assert f'method="{method}"' in metrics, metrics
     checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
     assert checks["alive"]["outcome"]["result"] == "accept"
     assert checks["session"]["outcome"]["accounting"]["acknowledged"] == ["Start", "Interim-Update", "Stop"]
