@@ -146,3 +146,41 @@ def test_framing_rules() -> None:
         with pytest.raises(ValueError, match=f"Length {bad} is outside 20..4096"):
             RadsecFraming().feed(header(bad))
     assert RadsecFraming().feed(header(4096) + bytes(4092))[0][:4] == header(4096)
+
+
+def plain_tcp_peer_probe(pki: Pki, send: bytes | None) -> Outcome:
+    """A plain TCP server (no TLS) that writes ``send`` (None: says nothing) and holds the connection 2 s."""
+    async def go() -> Outcome:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if send is not None:
+                writer.write(send)
+                await writer.drain()
+            await asyncio.sleep(2.0)
+            writer.close()
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        try:
+            address = server.sockets[0].getsockname()[:2]
+            check = make_check("pap", address, secret="radsec", policy=QUICK)
+            check.target.radsec = RadsecOptions(ca=str(pki.ca), server_name="nps.lab.test")
+            result = await asyncio.wait_for(run_check(check, address, RunOptions()), 30)
+            return result.outcome
+        finally:
+            server.close()
+    o = asyncio.run(go())
+    assert o.error_kind != "internal", o.to_json()
+    assert_bounded(o)
+    return o
+
+
+def test_garbage_instead_of_a_tls_handshake(lab_pki: Pki, robust: Any) -> None:
+    o = plain_tcp_peer_probe(lab_pki, b"HTTP/1.1 400 Bad Request\r\n\r\n" + bytes(range(256)))
+    robust("radsec", "garbage instead of TLS", o)
+    assert (o.result, o.error_kind) == ("error", "radsec") and o.diagnosis[0]["code"] == "radsec_tls_failed", o.to_json()
+    assert o.attempts == []
+
+
+def test_a_peer_that_never_completes_the_handshake(lab_pki: Pki, robust: Any) -> None:
+    o = plain_tcp_peer_probe(lab_pki, None)
+    robust("radsec", "silent TCP peer", o)
+    assert (o.result, o.error_kind) == ("error", "radsec") and "not established within" in (o.error_detail or "")
+    assert 0.7 < o.duration_s < 5  # the connection's wait is part of the authentication's time
