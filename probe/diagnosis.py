@@ -495,6 +495,23 @@ CATALOGUE: dict[str, Entry] = {
             ("renew the probe's certificate; check the user template's auto-enrollment",),
         ),
         Entry(
+            "radsec_server_certificate_expiring",
+            "The RadSec server's certificate expires soon",
+            "transport.server_cert.not_after (the RADIUS/TLS listener's certificate) within the warning period",
+            ("the RadSec listener's certificate is renewed apart from the EAP certificate, or not at all",),
+            ("the certificate_file of the server's RadSec listen section (FreeRADIUS: listen { proto = tcp; tls "
+             "{ ... } }) and its expiry; reload the server after renewing it",),
+        ),
+        Entry(
+            "radsec_client_certificate_expiring",
+            "This probe's RadSec client certificate expires soon",
+            "transport.client_cert.not_after (the certificate the probe presents to the RadSec server) within "
+            "the warning period",
+            ("the probe's (the NAS's) RadSec certificate needs renewing: once expired, the server refuses the "
+             "connection",),
+            ("renew --radsec-cert / the target's radsec: cert with the CA the server trusts",),
+        ),
+        Entry(
             "authentication_deadline",
             "The server took too long in total: the authentication did not finish within its deadline",
             "rounds answered, each in time, but the whole conversation passed timeout x (retries + 1) "

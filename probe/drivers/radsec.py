@@ -113,6 +113,16 @@ def _certificate_facts(der: bytes | None) -> dict[str, Any] | None:
             "dns_names": list(dns), "sha256": hashlib.sha256(der).hexdigest()}
 
 
+def _client_certificate_facts(opts: RadsecOptions) -> dict[str, Any] | None:
+    """Subject and expiry of the certificate this probe presents (read once, cached by probe.credentials)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from ..credentials import load_client_credentials
+
+    creds = load_client_credentials(opts.cert, opts.key, opts.key_password.value if opts.key_password else None)
+    return _certificate_facts(creds.cert.public_bytes(Encoding.DER)) if creds is not None else None
+
+
 def _tls_detail(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"{RADSEC_TLS}: the server's certificate does not verify: {exc.verify_message or exc.reason}"
@@ -169,6 +179,8 @@ async def _converse(cfg: ProbeConfig, method: Method, ctx: ssl.SSLContext, tap: 
             cipher = sslobj.cipher()
             facts["cipher"] = cipher[0] if cipher else None
             facts["server_cert"] = _certificate_facts(sslobj.getpeercert(binary_form=True))
+    if opts.cert is not None:
+        facts["client_cert"] = _client_certificate_facts(opts)
     conv = Conversation(cfg, method, nas_ip=local[0] if writer is not None else (cfg.source or "0.0.0.0"),
                         reliable=True)
     conv.outcome.source = local[0] if writer is not None else cfg.source

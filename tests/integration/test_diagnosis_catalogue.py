@@ -708,6 +708,37 @@ def radsec_against(lab: Lab, case: Any, *, ca: Path | None = None) -> Outcome:
     return run(go())
 
 
+def _radsec_expiring(lab: Lab, which: str) -> Outcome:
+    """PAP over RadSec with the short-lived PKI: both the server's and this probe's certificates end in 10 days."""
+    from probe.model import Expectation, RadsecOptions
+    from probe.verdict import JudgeOptions, judge_outcome
+    from tests.servers.radsec_peer import radsec_peer
+
+    async def go() -> Outcome:
+        async with radsec_peer(lab.short, lambda r, s: [pk.build_reply(pk.ACCESS_ACCEPT, r, [], s)]) as addr:
+            user = lab.short.users["alice"]
+            cfg = ProbeConfig(address=addr, secret=Secret(b"radsec"), method="pap", identity="alice",
+                              password=Secret(DEFAULT_PASSWORD.encode()), policy=FAST,
+                              radsec=RadsecOptions(cert=str(user.cert), key=str(user.key), ca=str(lab.short.ca),
+                                                   server_name=SERVER_NAME))
+            from probe.drivers.radsec import authenticate_radsec
+
+            return await authenticate_radsec(cfg)
+    o = run(go())
+    judged = judge_outcome(o, Expectation(), JudgeOptions(cert_warn_days=30))
+    assert judged.exit_code == 1 and not judged.failures
+    assert any(d.startswith(f"RadSec {which} certificate ") and " expires in " in d for d in o.degraded), o.degraded
+    return o
+
+
+def radsec_server_certificate_expiring(lab: Lab) -> Outcome:
+    return _radsec_expiring(lab, "server")
+
+
+def radsec_client_certificate_expiring(lab: Lab) -> Outcome:
+    return _radsec_expiring(lab, "client")
+
+
 def radsec_tls_failed(lab: Lab) -> Outcome:
     """The RadSec server's certificate is from a CA this probe does not trust."""
     o = radsec_against(lab, lambda r, s: [], ca=lab.pki.untrusted_ca)
@@ -763,6 +794,8 @@ PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "status_server_unanswered": (status_server_unanswered, "discard", None),
     "accounting_unanswered": (accounting_unanswered, "discard", None),
     "radsec_tls_failed": (radsec_tls_failed, "error", "radsec"),
+    "radsec_server_certificate_expiring": (radsec_server_certificate_expiring, "accept", None),
+    "radsec_client_certificate_expiring": (radsec_client_certificate_expiring, "accept", None),
     "radsec_connection_closed": (radsec_connection_closed, "error", "radsec"),
 }
 

@@ -65,6 +65,7 @@ def test_pap_over_radsec(server: TransportFreeRadius, pki: Pki) -> None:
     t = doc["transport"]
     assert t["kind"] == "radsec" and t["tls_version"] in ("TLSv1.2", "TLSv1.3") and t["client_certificate_sent"]
     assert t["server_cert"]["subject"] == f"CN={SERVER_NAME}" and SERVER_NAME in t["server_cert"]["dns_names"]
+    assert t["client_cert"]["subject"].endswith("CN=nas") or "nas" in t["client_cert"]["subject"], t["client_cert"]
     assert "(TLS)" in server.log_text() and "Login OK: [alice]" in server.log_text()
 
 
