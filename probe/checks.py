@@ -167,8 +167,13 @@ async def run_check(check: Check, address: tuple[str, int] | str, options: RunOp
         return evaluate(check, local_failure(check, address), options)
     cfg = probe_config(check, address, slow_fraction=options.slow_fraction)
     try:
-        client = await clients.get(address, cfg.secret.value, cfg.source) if clients is not None else None
-        outcome = await authenticate(cfg, client, keylog=keylog, tap=tap, resume=resume, method=method)
+        if cfg.radsec is not None:  # RADIUS over TLS: a connection of its own (probe.drivers.radsec)
+            from .drivers.radsec import authenticate_radsec
+
+            outcome = await authenticate_radsec(cfg, method=method, keylog=keylog, tap=tap)
+        else:
+            client = await clients.get(address, cfg.secret.value, cfg.source) if clients is not None else None
+            outcome = await authenticate(cfg, client, keylog=keylog, tap=tap, resume=resume, method=method)
     except (TlsConfigError, ValueError) as exc:
         if raise_local:
             raise

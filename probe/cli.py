@@ -23,7 +23,7 @@ from . import __version__
 from .inputs import UsageError, ascii_float, ascii_int, parse_hostport, read_secret_file, resolve
 from .methods import DEFAULT_METHOD, METHOD_NAMES, TLS_VERSIONS, Given, Problem, UnknownMethod, make_method, spec
 from .model import DEFAULT_SLOW_FRACTION, DEFAULT_WINDOW_S, Check, Expectation, Module, Secret, Target, TlsOptions
-from .model import target_text
+from .model import RADSEC_PORT, RADSEC_SECRET, target_text
 from .outcome import EXIT_UNKNOWN, EXPECTATIONS
 from .radius.dictionary import DictionaryError, default_dictionary
 from .radius.profiles import PROFILES, parse_attr_option
@@ -199,10 +199,13 @@ def build_check(args: argparse.Namespace) -> tuple[Check, tuple[str, int]]:
         raise UsageError(f"--expect {args.expect!r}: choose {', '.join(EXPECTATIONS)}")
     if args.profile not in PROFILES:
         raise UsageError(f"unknown --profile {args.profile!r} (choose {', '.join(PROFILES)})")
-    host, port = parse_hostport(args.target)
+    from .cli_extra import radsec_options
+
+    radsec = radsec_options(args)
+    host, port = parse_hostport(args.target, method.default_port if radsec is None else RADSEC_PORT)
     address = resolve(host, port)
-    secret = _secret(args)
-    password = _password(args)
+    secret = _secret(args) if radsec is None or args.secret or args.secret_file else Secret(RADSEC_SECRET)
+    password = _password(args) if method.credential != "none" else None  # status/acct: no password at all
     if args.tls_max is not None and args.tls_max not in TLS_VERSIONS:
         raise UsageError(f"--tls-max {args.tls_max!r}: unknown TLS version (choose {', '.join(TLS_VERSIONS)})")
     tls = TlsOptions(
@@ -229,7 +232,7 @@ def build_check(args: argparse.Namespace) -> tuple[Check, tuple[str, int]]:
             raise UsageError(message)
     written = target_text(host, port)
     target = Target(name=written, address=written, host=host, port=port, secret=secret,
-                    source=_source(args, host))
+                    source=_source(args, host), radsec=radsec)
     expect = Expectation(result=args.expect, message_authenticator="optional" if args.allow_unsigned else "required")
     return Check(name="auth", target=target, module=module, expect=expect, source="(command line)"), address
 
@@ -561,8 +564,11 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     from .emulator.run import run_emulator
 
     host, port = parse_hostport(args.listen, what="--listen")
+    acct = None if args.acct_listen == "off" else (
+        parse_hostport(args.acct_listen, 1813, what="--acct-listen") if args.acct_listen
+        else (host, port + 1 if port and port < 65535 else 0))
     return run_emulator(host, port, config_path=args.config, secret_file=args.secret_file,
-                        duration_s=args.duration, pki_dir=args.pki)
+                        duration_s=args.duration, pki_dir=args.pki, acct=acct)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -596,6 +602,9 @@ def make_parser() -> argparse.ArgumentParser:
     auth = sub.add_parser("auth", help="authenticate once and classify the answer",
                           epilog=_environment_epilog("RADIUS_PROBE_SECRET", "RADIUS_PROBE_PASSWORD", "RADIUS_PROBE_KEY_PASSWORD", "RADIUS_PROBE_PKCS12_PASSWORD", "RADIUS_PROBE_DICTIONARIES"), formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_auth_args(auth)
+    from .cli_extra import add_transport_args
+
+    add_transport_args(auth)
     auth.set_defaults(func=cmd_auth)
     run = sub.add_parser("run", help="run probe files' checks once, report, exit with the worst check's code",
                          epilog=_environment_epilog("RADIUS_PROBE_DICTIONARIES", probe_files=True), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -659,6 +668,8 @@ def make_parser() -> argparse.ArgumentParser:
     em.add_argument("--listen", default="127.0.0.1:1812", metavar="ADDR", help="default 127.0.0.1:1812")
     em.add_argument("--config", metavar="F", help="YAML users/behaviours/policies (default: the lab users)")
     em.add_argument("--secret-file", metavar="F", help="shared secret (default: the documented lab secret)")
+    em.add_argument("--acct-listen", metavar="ADDR|off",
+                    help="the accounting port (default: --listen's port + 1, e.g. 1813; off: none)")
     em.add_argument("--duration", type=_positive(float, "--duration"), metavar="S",
                     help="stop by itself after S seconds")
     em.add_argument("--pki", metavar="DIR",
@@ -671,6 +682,9 @@ def make_parser() -> argparse.ArgumentParser:
     demo.add_argument("-v", "--detail", action="store_true",
                       help="every case in full: the table and each case's diagnoses")
     demo.set_defaults(func=cmd_demo)
+    from .cli_extra import add_parsers  # status (RFC 5997) and acct (RFC 2866)
+
+    add_parsers(sub)
     certs = sub.add_parser("certs", help="lab PKI for EAP tests (CA, NPS server, users)")
     certs_sub = certs.add_subparsers(dest="certs_command", metavar="init", parser_class=_Parser, required=True)
     init = certs_sub.add_parser("init", help="write a lab PKI into DIR")

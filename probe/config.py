@@ -26,6 +26,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .inputs import UsageError, ascii_float, ascii_int, parse_hostport, read_secret_file
 from .methods import METHOD_NAMES, METHODS, TLS_VERSIONS, Given, MethodSpec, Problem, UnknownMethod, spec
+from .model import RADSEC_PORT, RADSEC_SECRET, TRANSPORTS, RadsecOptions
 from .model import (DEFAULT_INTERVAL_S, DEFAULT_WINDOW_S, Check, Expectation, Module, ProbeConfig, Secret, Target,
                     TlsOptions)
 from .outcome import EXPECTATIONS
@@ -53,7 +54,8 @@ MODULE_FIELDS = (
     "pkcs12_password_env", "ca", "server_name", "insecure", "tls_max", "profile", "attrs", "timeout",
     "retries", "window", "late_wait", "deadline", "framed_mtu", "nas_identifier",
 )
-TARGET_FIELDS = ("address", "secret_file", "secret_env", "labels", "source")
+TARGET_FIELDS = ("address", "secret_file", "secret_env", "labels", "source", "transport", "radsec")
+RADSEC_FIELDS = ("cert", "key", "key_password_file", "key_password_env", "ca", "server_name", "insecure")
 CHECK_FIELDS = ("name", "target", "targets", "module", "expect", "interval")
 EXPECT_FIELDS = ("result", "within", "reply_message", "attributes", "message_authenticator")
 TOP_FIELDS = ("modules", "targets", "checks")
@@ -381,9 +383,12 @@ def _module(r: _Reader, name: str, node: Node, path: str, dictionary: RadiusDict
     method: MethodSpec | None = value("method", lambda n, p: _method(r, n, p))
     identity = value("identity", lambda n, p: r.text(n, p, expand=True))
     for required in ("method", "identity"):
+        if required == "identity" and method is not None and method.credential == "none":
+            continue  # status-server / accounting: no account (accounting's User-Name defaults to the NAS's)
         if required not in fields:
             r.error(node, path, f"missing {required}")
-    m = Module(name=name, method=method.name if method else METHOD_NAMES[0], identity=identity or "")
+    m = Module(name=name, method=method.name if method else METHOD_NAMES[0],
+               identity=identity or ("radius-probe" if method is not None and method.credential == "none" else ""))
     m.outer_identity = value("outer_identity", lambda n, p: r.text(n, p, expand=True))
     m.password = _secret_source(r, fields, "password", path, node, required=False)
     m.otp = _secret_source(r, fields, "otp", path, node, required=False)
@@ -469,6 +474,7 @@ def _target(r: _Reader, name: str, node: Node, path: str) -> Target | None:
     if fields is None:
         return None
     before = len(r.issues)
+    radsec = _radsec(r, fields, path, node)
     host, port, address = "", 0, ""
     if "address" not in fields:
         r.error(node, path, "missing address (HOST[:PORT])")
@@ -476,11 +482,13 @@ def _target(r: _Reader, name: str, node: Node, path: str) -> Target | None:
         text = r.text(fields["address"][1], _join(path, "address"), expand=True)
         if text is not None:
             try:
-                host, port = parse_hostport(text)
+                host, port = parse_hostport(text, RADSEC_PORT if radsec is not None else 1812)
                 address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             except UsageError as exc:
                 r.error(fields["address"][1], _join(path, "address"), str(exc))
-    secret = _secret_source(r, fields, "secret", path, node, required=True)
+    secret = _secret_source(r, fields, "secret", path, node, required=radsec is None)
+    if secret is None and radsec is not None and not any(k in fields for k in ("secret_file", "secret_env")):
+        secret = Secret(RADSEC_SECRET)  # RFC 6614 2.3
     labels: dict[str, str] = {}
     if "labels" in fields:
         label_fields = r.mapping(fields["labels"][1], _join(path, "labels")) or {}
@@ -496,7 +504,35 @@ def _target(r: _Reader, name: str, node: Node, path: str) -> Target | None:
             r.error(fields["source"][1], _join(path, "source"), problem)
     if len(r.issues) != before or secret is None:
         return None
-    return Target(name, address, host, port, secret, labels, source=source)
+    return Target(name, address, host, port, secret, labels, source=source, radsec=radsec)
+
+
+def _radsec(r: _Reader, fields: dict[str, tuple[Node, Node]], path: str, node: Node) -> RadsecOptions | None:
+    """A target's ``transport: radsec`` and its ``radsec:`` certificates (None: UDP)."""
+    transport = "udp"
+    if "transport" in fields:
+        transport = r.choice(fields["transport"][1], _join(path, "transport"), TRANSPORTS, "transport") or "udp"
+    if transport != "radsec":
+        if "radsec" in fields:
+            r.error(fields["radsec"][0], _join(path, "radsec"), "radsec: is for transport: radsec")
+        return None
+    where = _join(path, "radsec")
+    if "radsec" not in fields:
+        r.error(node, path, "transport: radsec needs radsec: {cert, key, ca} (RFC 6614: mutual TLS)")
+        return RadsecOptions()
+    sub = r.mapping(fields["radsec"][1], where, RADSEC_FIELDS) or {}
+    opts = RadsecOptions(cert=_file_path(r, sub, "cert", where), key=_file_path(r, sub, "key", where),
+                         key_password=_secret_source(r, sub, "key_password", where, None, required=False),
+                         ca=_file_path(r, sub, "ca", where))
+    if "server_name" in sub:
+        opts.server_name = r.text(sub["server_name"][1], _join(where, "server_name"), expand=True)
+    if "insecure" in sub:
+        opts.insecure = bool(r.boolean(sub["insecure"][1], _join(where, "insecure")))
+    if (opts.cert is None) != (opts.key is None):
+        r.error(fields["radsec"][1], where, "give both cert and key (the server knows its RadSec clients by certificate)")
+    if opts.ca is None and not opts.insecure:
+        r.error(fields["radsec"][1], where, "missing ca (the CA of the server's certificate) or insecure: true")
+    return opts
 
 
 def source_problem(source: str, host: str = "") -> str | None:

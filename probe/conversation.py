@@ -84,8 +84,10 @@ class Conversation:
 
     def __init__(self, cfg: ProbeConfig, method: Method | None = None, *, nas_ip: str,
                  dictionary: RadiusDictionary | None = None,
-                 urandom: Callable[[int], bytes] = os.urandom) -> None:
+                 urandom: Callable[[int], bytes] = os.urandom, reliable: bool = False) -> None:
         self.cfg = cfg
+        # reliable (RadSec over TCP): no retransmission on the connection, one wait as long as the client's
+        self._round_policy = cfg.policy.reliable() if reliable else cfg.policy
         self.method = method if method is not None else make_method(cfg)
         self.dictionary = dictionary or default_dictionary()
         self.nas_ip = nas_ip
@@ -179,6 +181,22 @@ class Conversation:
             return
         self._guard(now, self._unreachable, detail, now)
 
+    def transport_error(self, kind: str, detail: str, now: float) -> None:
+        """The driver's transport failed (a RadSec connection closed, a stream that cannot be framed, a TLS
+        alert): the conversation ends as error ``kind`` (an ErrorKind value)."""
+        if self.done:
+            return
+        if self.round is None:
+            self._fail(kind, detail, now)
+            return
+        self._guard(now, self._transport_error, kind, detail, now)
+
+    def _transport_error(self, kind: str, detail: str, now: float) -> None:
+        assert self.round is not None
+        self.round.unreachable(detail, now)  # the wait ends, with the transport's own kind below
+        self.round.exchange.error_kind = kind
+        self._end_round(now)  # the round's transmissions are recorded in the attempts
+
     def abort(self, detail: str, now: float) -> None:
         """The driver itself failed (a bug): the conversation ends as an ``internal`` error."""
         if not self.done:
@@ -247,16 +265,18 @@ class Conversation:
         assert current is not None
         self.outcome.round_trips += 1
         auth = self._urandom(16)  # a fresh Request Authenticator every round
-        attrs = [(pk.USER_NAME, self.method.user_name.encode("utf-8")), *self._nas]
+        nas = self._nas if current.nas_keep is None else [a for a in self._nas if a[0] in current.nas_keep]
+        user = [(pk.USER_NAME, self.method.user_name.encode("utf-8"))] if self.method.user_name else []
+        attrs = [*user, *nas]
         if current.password is not None:
             attrs.append(pk.password_attr(current.password, cfg.secret.value, auth))
         attrs += current.attributes
         if self._state is not None:
             attrs.append((pk.STATE, self._state))
         request = pk.build_request(identifier, auth, attrs, cfg.secret.value,
-                                   message_authenticator=cfg.module.message_authenticator)
+                                   message_authenticator=cfg.module.message_authenticator, code=current.code)
         self._released.pop()  # built: the Identifier is released with its request when the round ends
-        self.round = Round(request, cfg.policy, cfg.secret.value, previous)
+        self.round = Round(request, self._round_policy, cfg.secret.value, previous)
 
     def _poll(self, now: float) -> bytes | None:
         assert self.round is not None
@@ -310,8 +330,9 @@ class Conversation:
             self._end(now)
             return
         reply = ex.reply.packet
-        self._ma_seen.append(ex.reply.message_authenticator)  # an unsigned EAP reply never gets here (RFC 3579)
-        o.message_authenticator = "absent" if "absent" in self._ma_seen else "valid"
+        if reply.code != pk.ACCOUNTING_RESPONSE:  # Blast-RADIUS is about Access-* replies: accounting has no say
+            self._ma_seen.append(ex.reply.message_authenticator)  # an unsigned EAP reply never gets here (RFC 3579)
+            o.message_authenticator = "absent" if "absent" in self._ma_seen else "valid"
         o.final_response_s = ex.response_s  # from the round's first transmission
         o.late = o.late or ex.late  # a round past the client's timeout loses the user, whatever follows
         message = reply.get(pk.REPLY_MESSAGE)
@@ -324,7 +345,12 @@ class Conversation:
                 o.result = "challenge"
             self._next(payload, now)
             return
-        o.result = "accept" if reply.code == pk.ACCESS_ACCEPT else "reject"
+        if reply.code == pk.ACCOUNTING_RESPONSE:  # accounting: the method may send the session's next record
+            payload = method.on_challenge(reply)
+            if payload is not None:
+                self._next(payload, now)
+                return
+        o.result = "accept" if reply.code in (pk.ACCESS_ACCEPT, pk.ACCOUNTING_RESPONSE) else "reject"
         method.on_final(reply, ex.request, o)
         self._end(now)
 

@@ -99,6 +99,80 @@ CATALOGUE: dict[str, Entry] = {
             ),
         ),
         Entry(
+            "status_server_unanswered",
+            "No answer to Status-Server: NPS does not answer Status-Server; this is not a down server",
+            "a Status-Server (RFC 5997, signed with Message-Authenticator) and its retransmissions unanswered",
+            (
+                "the server is Microsoft NPS, which does not implement Status-Server and drops it silently "
+                "(no event is logged): the silence says nothing about whether NPS is up",
+                "FreeRADIUS with status_server = no in radiusd.conf's security section, or a client entry "
+                "without this probe's address or with another secret",
+                "a firewall drops UDP to the port",
+            ),
+            (
+                "probe NPS with `radius-probe auth` (PAP for a user that cannot exist: a fast Access-Reject proves "
+                "NPS is up, without an MFA push) or `radius-probe diagnose`",
+                "FreeRADIUS: security { status_server = yes } and the status virtual server "
+                "(sites-available/status), and the client entry for this address",
+            ),
+        ),
+        Entry(
+            "accounting_unanswered",
+            "An Accounting-Request went unanswered: the accounting port is not working",
+            "an Accounting-Request (RFC 2866) and its retransmissions unanswered",
+            (
+                "nothing accounts on the port (NPS: accounting is configured in NPS > Accounting; the port "
+                "is 1813 by default, legacy 1646)",
+                "this probe's address is not a RADIUS client, or the shared secret differs (a wrong secret makes "
+                "the Request Authenticator fail: the server drops it silently)",
+                "the accounting back end (SQL server, log file) fails, so the server cannot record the request "
+                "and does not answer it: the VPN loses sessions silently",
+                "a firewall drops UDP to the accounting port",
+            ),
+            (
+                "NPS: Accounting > Configure Accounting (log file or SQL Server logging) and 'if logging fails, "
+                "discard connection requests'; the Ports tab of the NPS properties",
+                "the RADIUS client entry and secret for this probe's source address",
+                "firewall rules for UDP 1813",
+            ),
+        ),
+        Entry(
+            "radsec_tls_failed",
+            "The RadSec (RADIUS over TLS) connection's TLS handshake failed",
+            "TCP connected, then the TLS handshake failed, or the server ended the TLS session with an alert "
+            "before it answered (RFC 6614: both sides present certificates)",
+            (
+                "this probe does not trust the server's certificate (--radsec-ca, or the name in "
+                "--radsec-server-name is not in its subjectAltName)",
+                "the server does not accept this probe's client certificate (an issuer not in its CA file, "
+                "expired, or no client certificate given: RFC 6614 servers require one)",
+                "no common TLS version or cipher (RFC 6614 requires TLS 1.2 or later on most servers)",
+            ),
+            (
+                "the TLS detail here (the alert the server sent, or why the chain did not verify)",
+                "FreeRADIUS: the listen section's tls { ca_file, require_client_cert } and the clients "
+                "section with proto = tls; radiusd -X shows the handshake",
+                "openssl s_client -connect HOST:2083 -cert CERT -key KEY -CAfile CA",
+            ),
+        ),
+        Entry(
+            "radsec_connection_closed",
+            "The RadSec server closed the connection instead of answering",
+            "TLS established, a request sent, then the connection closed (at a record boundary or in the middle "
+            "of a RADIUS record) before a reply",
+            (
+                "this probe's address is not in the server's RadSec clients (FreeRADIUS closes the connection "
+                "of an unknown client)",
+                "the shared secret differs from the server's (RFC 6614: \"radsec\"), so the server drops the "
+                "request and, on some servers, the connection",
+                "the server's connection limits (max_connections, idle_timeout, lifetime)",
+            ),
+            (
+                "the RadSec client entry (proto = tls) for this probe's address and its secret",
+                "the server's log for the connection (radiusd -X: 'Closing TLS socket')",
+            ),
+        ),
+        Entry(
             "replies_match_no_request",
             "The server answered, but with Identifiers that match no request in flight",
             "the final Access-Request unanswered while replies reached its socket carrying an Identifier that "
@@ -476,6 +550,23 @@ CATALOGUE: dict[str, Entry] = {
             ("renew the probe's certificate; check the user template's auto-enrollment",),
         ),
         Entry(
+            "radsec_server_certificate_expiring",
+            "The RadSec server's certificate expires soon",
+            "transport.server_cert.not_after (the RADIUS/TLS listener's certificate) within the warning period",
+            ("the RadSec listener's certificate is renewed apart from the EAP certificate, or not at all",),
+            ("the certificate_file of the server's RadSec listen section (FreeRADIUS: listen { proto = tcp; tls "
+             "{ ... } }) and its expiry; reload the server after renewing it",),
+        ),
+        Entry(
+            "radsec_client_certificate_expiring",
+            "This probe's RadSec client certificate expires soon",
+            "transport.client_cert.not_after (the certificate the probe presents to the RadSec server) within "
+            "the warning period",
+            ("the probe's (the NAS's) RadSec certificate needs renewing: once expired, the server refuses the "
+             "connection",),
+            ("renew --radsec-cert / the target's radsec: cert with the CA the server trusts",),
+        ),
+        Entry(
             "authentication_deadline",
             "The server took too long in total: the authentication did not finish within its deadline",
             "rounds answered, each in time, but the whole conversation passed timeout x (retries + 1) "
@@ -532,7 +623,10 @@ ERROR_KIND_CODES = {
     "mschapv2": "eap_protocol_error",
     "internal": "internal_error",
     "deadline": "authentication_deadline",
+    "radsec": "radsec_connection_closed",
 }
+RADSEC_TLS = "RadSec TLS"
+"""How the RadSec driver (probe.drivers.radsec) begins the detail of a TLS failure of its connection."""
 
 
 # How the EAP method words an Access-Accept without EAP-Success (probe.method_eap.ACCEPT_WITHOUT_EAP_SUCCESS).
@@ -552,6 +646,8 @@ def code_for_error(kind: str | None, detail: str | None) -> str | None:
         for prefix, code in TLS_DETAIL_CODES:
             if text.startswith(prefix):
                 return code
+    if kind == "radsec" and text.startswith(RADSEC_TLS):
+        return "radsec_tls_failed"
     if kind == "mschapv2" and text.startswith("server failed to prove"):
         return "mschapv2_server_proof_failed"
     return ERROR_KIND_CODES.get(kind or "")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .model import Module, ProbeConfig
 
 KeylogSink = Callable[[bytes], None]
-Credential = Literal["password", "certificate"]
+Credential = Literal["password", "certificate", "none"]  # none: Status-Server, accounting
 TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 LEGACY_TLS = ("1.0", "1.1")  # asking for one of these as the maximum also allows it as the minimum
 DEFAULT_TLS_MIN = "1.2"
@@ -42,6 +42,8 @@ class RoundPayload:
 
     attributes: list[pk.Attr] = field(default_factory=list)
     password: bytes | None = None  # hidden with this request's authenticator
+    code: int = pk.ACCESS_REQUEST  # STATUS_SERVER / ACCOUNTING_REQUEST for the non-authentication checks
+    nas_keep: frozenset[int] | None = None  # only these NAS profile attributes (None: all)
 
 
 class MethodError(Exception):
@@ -135,6 +137,8 @@ class MethodSpec:
     eap_type: int | None = None  # the outer EAP type (13 EAP-TLS, 25 PEAP)
     inner_type: int | None = None  # PEAP's inner EAP type (26 MS-CHAPv2, 13 EAP-TLS)
     nps: bool = True  # NPS offers it, so the emulator plays it (EAP-TTLS: FreeRADIUS only; NPS Naks it)
+    discard_code: str = "no_reply"  # diagnosis code of a first request never answered
+    default_port: int = 1812  # the port a target without one gets (the CLI's default)
 
     def default_outer_identity(self, identity: str) -> str:
         return identity if self.outer_identity is None else self.outer_identity
@@ -192,6 +196,18 @@ def _eap(cfg: ProbeConfig, keylog: KeylogSink | None, session: object | None) ->
     return make_eap(cfg, METHODS[cfg.method], keylog, session)
 
 
+def _status(cfg: ProbeConfig, keylog: KeylogSink | None, session: object | None) -> Method:
+    from .method_status import make_status
+
+    return make_status(cfg)
+
+
+def _acct(cfg: ProbeConfig, keylog: KeylogSink | None, session: object | None) -> Method:
+    from .method_acct import make_acct
+
+    return make_acct(cfg)
+
+
 _TLS = 13
 _TTLS = 21
 _PEAP = 25
@@ -231,6 +247,14 @@ METHODS: dict[str, MethodSpec] = {s.name: s for s in (
                tls_versions=TLS_VERSIONS[:3], outer_identity="anonymous", mppe=True, cryptobinding=False,
                reject_code="eap_credentials_rejected", emulator_name="ttls", emulator_inner="mschapv2",
                factory=_eap, eap_type=_TTLS, inner_type=_MSCHAPV2, nps=False),
+    MethodSpec("status-server", "none", eap=False, needs_ca=False, tls_default_max=None, tls_versions=(),
+               outer_identity=None, mppe=False, cryptobinding=False, reject_code="access_reject",
+               emulator_name="status-server", emulator_inner=None, factory=_status,
+               discard_code="status_server_unanswered"),
+    MethodSpec("accounting", "none", eap=False, needs_ca=False, tls_default_max=None, tls_versions=(),
+               outer_identity=None, mppe=False, cryptobinding=False, reject_code="access_reject",
+               emulator_name="accounting", emulator_inner=None, factory=_acct,
+               discard_code="accounting_unanswered", default_port=1813),
 )}
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
 DEFAULT_METHOD = "pap"

@@ -53,6 +53,23 @@ class TlsOptions:
 
 
 @dataclass
+class RadsecOptions:
+    """RADIUS over TLS (RFC 6614) to a target: the client certificate the server knows us by, and its trust."""
+
+    cert: str | None = None  # client certificate (PEM); RFC 6614 2.3: mutual authentication
+    key: str | None = None
+    key_password: Secret | None = None
+    ca: str | None = None  # CA(s) that must issue the server's certificate
+    server_name: str | None = None  # the name its certificate must carry (default: the target's host)
+    insecure: bool = False  # do not verify the server's certificate (reported, with a warning)
+
+
+TRANSPORTS = ("udp", "radsec")
+RADSEC_PORT = 2083  # RFC 6614 2.1
+RADSEC_SECRET = b"radsec"  # RFC 6614 2.3: the shared secret of RADIUS/TLS
+
+
+@dataclass
 class Module:
     """How to authenticate (blackbox_exporter's "module")."""
 
@@ -83,6 +100,7 @@ class Target:
     secret: Secret
     labels: dict[str, str] = field(default_factory=dict)
     source: str | None = None  # the address requests leave from (NPS knows clients by it); None: the OS picks
+    radsec: RadsecOptions | None = None  # transport radsec (RFC 6614, TLS over TCP); None: UDP
 
 
 @dataclass
@@ -133,12 +151,13 @@ class ProbeConfig:
     Module from those keywords, once.
     """
 
-    __slots__ = ("module", "address", "secret", "_target", "expectation", "slow_fraction", "max_rounds", "source")
+    __slots__ = ("module", "address", "secret", "_target", "expectation", "slow_fraction", "max_rounds", "source",
+                 "radsec")
 
     def __init__(self, module: Module | None = None, address: tuple[str, int] = ("127.0.0.1", 1812),
                  secret: Secret | None = None, target: str = "", expectation: Expectation | None = None,
                  slow_fraction: float = DEFAULT_SLOW_FRACTION, max_rounds: int | None = None,
-                 source: str | None = None, **legacy: Any) -> None:
+                 source: str | None = None, radsec: RadsecOptions | None = None, **legacy: Any) -> None:
         if module is None:
             module = _legacy_module(legacy)
             if expectation is None:
@@ -153,6 +172,7 @@ class ProbeConfig:
         self.slow_fraction = slow_fraction
         self.max_rounds = max_rounds  # None: scaled to the Framed-MTU (small fragments need more rounds)
         self.source = source  # the local address to send from (--source / a target's source:); None: any
+        self.radsec = radsec  # RADIUS over TLS (--transport radsec / a target's transport:); None: UDP
 
     def __repr__(self) -> str:
         return (f"ProbeConfig(module={self.module!r}, address={self.address!r}, secret={self.secret!r}, "
@@ -238,4 +258,5 @@ def probe_config(check: Check, address: tuple[str, int], *,
                  slow_fraction: float = DEFAULT_SLOW_FRACTION) -> ProbeConfig:
     """THE one way the conversation's input is built (run, serve, /probe, auth, demo)."""
     return ProbeConfig(check.module, address, check.target.secret, target=check.target.address,
-                       expectation=check.expect, slow_fraction=slow_fraction, source=check.target.source)
+                       expectation=check.expect, slow_fraction=slow_fraction, source=check.target.source,
+                       radsec=check.target.radsec)

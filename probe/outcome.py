@@ -45,6 +45,7 @@ class ErrorKind(StrEnum):
     MSCHAPV2 = "mschapv2"  # the inner MS-CHAPv2 broke the protocol
     CRYPTOBINDING = "cryptobinding"  # the PEAP Cryptobinding TLV did not verify
     MPPE_MISMATCH = "mppe_mismatch"  # MS-MPPE keys that do not decrypt or differ from the derived ones
+    RADSEC = "radsec"  # the RadSec (RADIUS over TLS) connection failed: TLS handshake, closed by the server
     DEADLINE = "deadline"  # the whole authentication took longer than its deadline (--deadline)
     LOCAL = "local"  # could not probe: bad local input (certificate, name resolution, socket)
     INTERNAL = "internal"  # could not probe: a bug of ours
@@ -107,6 +108,8 @@ class Outcome:
     mppe: Mppe = "absent"
     cryptobinding: Cryptobinding = "absent"
     tls: dict[str, Any] | None = None
+    transport: dict[str, Any] | None = None  # RadSec: the TLS connection's facts (None: RADIUS over UDP)
+    accounting: dict[str, Any] | None = None  # the accounting check: session id, records sent and acknowledged
     reply_attributes: dict[str, list[Any]] = field(default_factory=dict)
     degraded: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -120,6 +120,14 @@ def summary(o: Outcome, width: int | None = None) -> str:
         rows.append(("Attributes", "; ".join(f"{k}={', '.join(map(_value, v))}" for k, v in shown.items())))
     if o.message_authenticator:
         rows.append(("Msg-Auth", f"{o.message_authenticator} in the reply"))
+    if o.transport:
+        t = o.transport
+        cert = (t.get("server_cert") or {}).get("subject", "no certificate")
+        rows.append(("Transport", f"RadSec {t.get('tls_version') or 'no TLS'} {t.get('cipher') or ''} to {t['peer']}, "
+                     f"server {cert}, client certificate {'sent' if t.get('client_certificate_sent') else 'NOT sent'}"))
+    if o.accounting:
+        acked = ", ".join(o.accounting["acknowledged"]) or "none"
+        rows.append(("Accounting", f"session {o.accounting['session_id']}: acknowledged {acked}"))
     method = METHODS.get(o.method)
     if method is not None and method.eap:
         if o.tls:

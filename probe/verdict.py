@@ -169,8 +169,12 @@ def _show(value: object) -> str:
 def certificate_states(o: Outcome, warn_days: int, now: datetime) -> list[tuple[str, str]]:
     """(catalogue code, text) for each certificate that expired or expires within ``warn_days``."""
     states = []
-    for key, what in (("server_cert", "server"), ("client_cert", "client")):
-        cert = (o.tls or {}).get(key) or {}
+    for facts, key, what, code in (
+            (o.tls, "server_cert", "server", "server_certificate_expiring"),
+            (o.tls, "client_cert", "client", "client_certificate_expiring"),
+            (o.transport, "server_cert", "RadSec server", "radsec_server_certificate_expiring"),
+            (o.transport, "client_cert", "RadSec client", "radsec_client_certificate_expiring")):
+        cert = (facts or {}).get(key) or {}
         not_after = cert.get("not_after")
         if not not_after:
             continue
@@ -180,7 +184,6 @@ def certificate_states(o: Outcome, warn_days: int, now: datetime) -> list[tuple[
             continue
         days = (expiry - now).total_seconds() / 86400
         subject = cert.get("subject", "?")
-        code = f"{what}_certificate_expiring"
         if days < 0:
             states.append((code, f"{what} certificate {subject} expired on {not_after}"))
         elif days <= warn_days:
@@ -233,7 +236,8 @@ def diagnosis_codes(o: Outcome, slow_fraction: float) -> list[tuple[str, str | N
                 f"unanswered after {o.round_trips - 1} answered round(s)", loss)))))
         else:  # name the address the request left from: NPS knows its clients by it
             sent_from = f"sent from {o.source}" if o.source else None
-            codes.append(("no_reply", "; ".join(filter(None, (sent_from, loss))) or None))
+            silent = spec.discard_code if spec is not None else "no_reply"
+            codes.append((silent, "; ".join(filter(None, (sent_from, loss))) or None))
     elif o.result == "reject":
         details = [o.eap_detail] if o.eap_detail else []
         details += [f"Reply-Message: {o.reply_message!r}"] if o.reply_message else []

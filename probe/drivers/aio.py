@@ -332,6 +332,10 @@ async def authenticate(cfg: ProbeConfig, client: RadiusClient | None = None, *,
     """
     if method is None:
         method = make_method(cfg, keylog)
+    if cfg.radsec is not None and client is None:  # RADIUS over TLS: its own connection (probe.drivers.radsec)
+        from .radsec import authenticate_radsec
+
+        return await authenticate_radsec(cfg, method=method, keylog=keylog, tap=tap)
     if client is not None:
         return await _authenticate(cfg, client, method, keylog, resume)
     async with RadiusClient(cfg.address, cfg.secret.value, clock=time.monotonic, tap=tap,

@@ -48,6 +48,9 @@ def authenticate_blocking(cfg: ProbeConfig, *, keylog: Callable[[bytes], None] |
     Bad local input raises before anything is sent (as ``probe.drivers.aio.authenticate``);
     everything the server does, and every socket error, ends in the Outcome.
     """
+    if cfg.radsec is not None:
+        raise ValueError("the blocking driver speaks RADIUS over UDP only: RadSec runs through "
+                         "probe.drivers.radsec (asyncio)")
     if method is None:
         method = make_method(cfg, keylog)
     family = socket.AF_INET6 if ":" in cfg.address[0] else socket.AF_INET

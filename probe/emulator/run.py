@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..pki import init_pki
 from .config import EapSettings, EmulatorConfig, EmulatorConfigError, default_config, load_config, read_secret
+from .accounting import AccountingListener
 from .server import NpsEmulator
 
 
@@ -58,7 +59,8 @@ def describe(config: EmulatorConfig) -> str:
 
 
 def run_emulator(host: str, port: int, *, config_path: str | None = None, secret_file: str | None = None,
-                 duration_s: float | None = None, pki_dir: str | None = None) -> int:
+                 duration_s: float | None = None, pki_dir: str | None = None,
+                 acct: tuple[str, int] | None = None) -> int:
     pki_note = None
     temporary: Path | None = None  # a lab PKI we made in a temp dir: removed on exit (a named --pki stays)
     try:
@@ -80,25 +82,33 @@ def run_emulator(host: str, port: int, *, config_path: str | None = None, secret
         print(f"radius-probe: {exc}", file=sys.stderr)
         return 3
     try:
-        return asyncio.run(_serve(config, host, port, secret_note, duration_s, pki_note))
+        return asyncio.run(_serve(config, host, port, secret_note, duration_s, pki_note, acct))
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
 
 
 async def _serve(config: EmulatorConfig, host: str, port: int, secret_note: str, duration_s: float | None,
-                 pki_note: str | None) -> int:
+                 pki_note: str | None, acct: tuple[str, int] | None = None) -> int:
     emulator = NpsEmulator(config)
+    accounting = AccountingListener(config) if acct is not None else None
     try:
         bound = await emulator.start(host, port)
+        if accounting is not None and acct is not None:
+            acct_bound = await accounting.start(*acct)
     except OSError as exc:
-        print(f"radius-probe: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{host}:{port}" if emulator.transport is None else f"{acct[0]}:{acct[1]}" if acct else ""
+        print(f"radius-probe: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
+        if emulator.transport is not None:
+            await emulator.stop()
         return 3
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before the banner: whoever read it may stop us at once
         loop.add_signal_handler(sig, stop.set)
     print(f"NPS emulator listening on {bound[0]}:{bound[1]} (UDP); shared secret: {secret_note}")
+    if accounting is not None:
+        print(f"accounting on {acct_bound[0]}:{acct_bound[1]} (UDP)")
     if pki_note:
         print(pki_note)
     print(describe(config), flush=True)
@@ -107,5 +117,7 @@ async def _serve(config: EmulatorConfig, host: str, port: int, secret_note: str,
     except asyncio.TimeoutError:
         pass
     await emulator.stop()
+    if accounting is not None:
+        accounting.stop()
     print(f"stopped after {emulator.requests} request(s); {emulator.stats.summary()}", flush=True)
     return 0

@@ -180,6 +180,9 @@ class NpsEmulator(asyncio.DatagramProtocol):
         except pk.PacketError as exc:
             self._event(4405, None, None, f"malformed request discarded: {exc.detail}")
             return
+        if request.code == pk.STATUS_SERVER:  # NPS does not implement RFC 5997: silence, whatever the secret
+            self._event(4406, None, None, "Status-Server discarded: NPS does not implement RFC 5997")
+            return
         if request.code != pk.ACCESS_REQUEST:
             return
         ma = pk.request_message_authenticator(request, self.config.secret)

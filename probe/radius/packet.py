@@ -40,6 +40,13 @@ CODE_NAMES = {
     STATUS_SERVER: "Status-Server",
 }
 REPLY_CODES = frozenset({ACCESS_ACCEPT, ACCESS_REJECT, ACCESS_CHALLENGE})
+REPLY_CODES_FOR = {
+    ACCESS_REQUEST: REPLY_CODES,
+    # RFC 5997 3: Access-Accept on an authentication port, Accounting-Response on an accounting port
+    STATUS_SERVER: frozenset({ACCESS_ACCEPT, ACCOUNTING_RESPONSE}),
+    ACCOUNTING_REQUEST: frozenset({ACCOUNTING_RESPONSE}),  # RFC 2866 4.2
+}
+"""The reply codes that may answer each request code."""
 
 # Attribute types this module handles itself.
 USER_NAME = 1
@@ -282,22 +289,38 @@ def build_request(
     secret: bytes,
     *,
     message_authenticator: bool = True,
+    code: int = ACCESS_REQUEST,
 ) -> Packet:
-    """An Access-Request with Message-Authenticator first.
+    """An Access-Request (or Status-Server) with Message-Authenticator first.
 
     ``attributes`` must not contain User-Password in clear: use :func:`password_attr`.
+    ``code`` ACCOUNTING_REQUEST: the Request Authenticator is computed (RFC 2866 3:
+    MD5(Code+Identifier+Length+16 zero octets+Attributes+secret)), ``authenticator`` is
+    ignored and no Message-Authenticator is added; STATUS_SERVER: always signed (RFC 5997 3).
     """
     if len(authenticator) != 16:
         raise ValueError("request authenticator must be 16 bytes")
     attrs = [a for a in attributes if a[0] != MESSAGE_AUTHENTICATOR]
+    if code == ACCOUNTING_REQUEST:
+        raw = _assemble(code, identifier, b"\x00" * 16, encode_attributes(attrs))
+        authenticator = hashlib.md5(raw + secret).digest()
+        raw = raw[:4] + authenticator + raw[20:]
+        return Packet(code, identifier, authenticator, attrs, raw)
+    message_authenticator = message_authenticator or code == STATUS_SERVER
     if message_authenticator:
         attrs.insert(0, (MESSAGE_AUTHENTICATOR, b"\x00" * 16))
-    raw = _assemble(ACCESS_REQUEST, identifier, authenticator, encode_attributes(attrs))
+    raw = _assemble(code, identifier, authenticator, encode_attributes(attrs))
     if message_authenticator:
         mac = _message_authenticator(raw, secret)
         raw = raw[:22] + mac + raw[38:]
         attrs[0] = (MESSAGE_AUTHENTICATOR, mac)
-    return Packet(ACCESS_REQUEST, identifier, authenticator, attrs, raw)
+    return Packet(code, identifier, authenticator, attrs, raw)
+
+
+def accounting_request_valid(request: Packet, secret: bytes) -> bool:
+    """Whether an Accounting-Request's Request Authenticator verifies (RFC 2866 3; the server's check)."""
+    expected = hashlib.md5(request.raw[:4] + b"\x00" * 16 + request.raw[20:] + secret).digest()
+    return hmac.compare_digest(expected, request.authenticator)
 
 
 def password_attr(password: bytes, secret: bytes, authenticator: bytes) -> Attr:
@@ -358,8 +381,10 @@ def verify_reply(data: bytes, request: Packet, secret: bytes) -> Reply:
     pkt = parse_packet(data)
     if pkt.identifier != request.identifier:
         raise malformed(f"reply Identifier {pkt.identifier} does not match request {request.identifier}")
-    if pkt.code not in REPLY_CODES:
-        raise malformed(f"reply code {pkt.code} is not Access-Accept, -Reject or -Challenge")
+    allowed = REPLY_CODES_FOR.get(request.code, REPLY_CODES)
+    if pkt.code not in allowed:
+        names = ", ".join(CODE_NAMES[c] for c in sorted(allowed))
+        raise malformed(f"reply code {pkt.code} does not answer a {request.code_name} (expected {names})")
     expected = hashlib.md5(pkt.raw[:4] + request.authenticator + pkt.raw[20:] + secret).digest()
     if not hmac.compare_digest(expected, pkt.authenticator):
         raise PacketError("bad_authenticator", "Response Authenticator does not match (wrong shared secret?)")

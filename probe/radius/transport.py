@@ -73,6 +73,14 @@ class RetryPolicy:
     listen_s: float = 0.0  # keep listening for a late answer until this long after the first send
     deadline_s: float | None = None  # the whole authentication ends by then (None: total_deadline_s's default)
 
+    def reliable(self) -> RetryPolicy:
+        """The policy on a reliable transport (RadSec, TCP): one transmission, the same total wait.
+
+        RFC 6614 2.2 / RFC 5080 2.2.1: a client does not retransmit on the same reliable connection
+        (TCP delivers it or the connection fails), so the whole client deadline is one wait.
+        """
+        return replace(self, timeout_s=self.client_deadline_s, retries=0)
+
     @property
     def client_deadline_s(self) -> float:
         return self.timeout_s * (self.retries + 1)

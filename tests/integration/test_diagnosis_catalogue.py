@@ -701,6 +701,97 @@ def account_restricted(lab: Lab) -> Outcome:
 
 
 # code -> (producer, result, error_kind)
+def status_server_unanswered(lab: Lab) -> Outcome:
+    """NPS (the emulator) drops Status-Server whatever the secret: RFC 5997 is not implemented."""
+    o, em = against(NpsEmulator(default_config()), lambda addr: ProbeConfig(
+        address=addr, secret=Secret(SECRET), method="status-server", identity="", policy=FAST))
+    assert event_ids(em) == [4406, 4406]  # the request and its retransmission
+    return o
+
+
+def accounting_unanswered(lab: Lab) -> Outcome:
+    """The emulator's accounting port drops an Accounting-Request whose authenticator uses another secret."""
+    from probe.emulator.accounting import AccountingListener
+
+    listener = AccountingListener(default_config())
+
+    async def go() -> Outcome:
+        await listener.start("127.0.0.1", 0)
+        try:
+            return await authenticate(ProbeConfig(address=listener.address, secret=Secret(b"not-the-lab-secret"),
+                                                  method="accounting", identity="alice", policy=FAST))
+        finally:
+            listener.stop()
+    o = run(go())
+    assert [e for e, _ in listener.events] == [18, 18] and not listener.records
+    return o
+
+
+def radsec_against(lab: Lab, case: Any, *, ca: Path | None = None) -> Outcome:
+    """PAP over RadSec to the scripted TLS peer (tests/servers/radsec_peer.py) with the lab PKI."""
+    from probe.model import RadsecOptions
+    from tests.servers.radsec_peer import radsec_peer
+
+    async def go() -> Outcome:
+        async with radsec_peer(lab.pki, case) as addr:
+            user = lab.pki.users["alice"]
+            cfg = ProbeConfig(address=addr, secret=Secret(b"radsec"), method="pap", identity="alice",
+                              password=Secret(DEFAULT_PASSWORD.encode()), policy=FAST,
+                              radsec=RadsecOptions(cert=str(user.cert), key=str(user.key), ca=str(ca or lab.pki.ca),
+                                                   server_name=SERVER_NAME))
+            from probe.drivers.radsec import authenticate_radsec
+
+            return await authenticate_radsec(cfg)
+    return run(go())
+
+
+def _radsec_expiring(lab: Lab, which: str) -> Outcome:
+    """PAP over RadSec with the short-lived PKI: both the server's and this probe's certificates end in 10 days."""
+    from probe.model import Expectation, RadsecOptions
+    from probe.verdict import JudgeOptions, judge_outcome
+    from tests.servers.radsec_peer import radsec_peer
+
+    async def go() -> Outcome:
+        async with radsec_peer(lab.short, lambda r, s: [pk.build_reply(pk.ACCESS_ACCEPT, r, [], s)]) as addr:
+            user = lab.short.users["alice"]
+            cfg = ProbeConfig(address=addr, secret=Secret(b"radsec"), method="pap", identity="alice",
+                              password=Secret(DEFAULT_PASSWORD.encode()), policy=FAST,
+                              radsec=RadsecOptions(cert=str(user.cert), key=str(user.key), ca=str(lab.short.ca),
+                                                   server_name=SERVER_NAME))
+            from probe.drivers.radsec import authenticate_radsec
+
+            return await authenticate_radsec(cfg)
+    o = run(go())
+    judged = judge_outcome(o, Expectation(), JudgeOptions(cert_warn_days=30))
+    assert judged.exit_code == 1 and not judged.failures
+    assert any(d.startswith(f"RadSec {which} certificate ") and " expires in " in d for d in o.degraded), o.degraded
+    return o
+
+
+def radsec_server_certificate_expiring(lab: Lab) -> Outcome:
+    return _radsec_expiring(lab, "server")
+
+
+def radsec_client_certificate_expiring(lab: Lab) -> Outcome:
+    return _radsec_expiring(lab, "client")
+
+
+def radsec_tls_failed(lab: Lab) -> Outcome:
+    """The RadSec server's certificate is from a CA this probe does not trust."""
+    o = radsec_against(lab, lambda r, s: [], ca=lab.pki.untrusted_ca)
+    assert o.attempts == [] and "does not verify" in (o.error_detail or "")
+    return o
+
+
+def radsec_connection_closed(lab: Lab) -> Outcome:
+    """The RadSec server reads the request and closes the connection."""
+    from tests.servers.radsec_peer import CLOSE
+
+    o = radsec_against(lab, lambda r, s: [CLOSE])
+    assert len(o.attempts) == 1 and o.transport is not None and o.transport["client_certificate_sent"]
+    return o
+
+
 PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "nps_discard_after_primary_auth": (nps_discard_after_primary_auth, "discard", None),
     "no_reply": (no_reply, "discard", None),
@@ -740,6 +831,12 @@ PRODUCERS: dict[str, tuple[Callable[[Lab], Outcome], str, str | None]] = {
     "eap_method_not_offered": (eap_method_not_offered, "reject", None),
     "mfa_not_enforced": (mfa_not_enforced, "accept", None),
     "expectation_unmet": (expectation_unmet, "accept", None),
+    "status_server_unanswered": (status_server_unanswered, "discard", None),
+    "accounting_unanswered": (accounting_unanswered, "discard", None),
+    "radsec_tls_failed": (radsec_tls_failed, "error", "radsec"),
+    "radsec_server_certificate_expiring": (radsec_server_certificate_expiring, "accept", None),
+    "radsec_client_certificate_expiring": (radsec_client_certificate_expiring, "accept", None),
+    "radsec_connection_closed": (radsec_connection_closed, "error", "radsec"),
 }
 
 

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_method_has_one_entry() -> None:
-    assert METHOD_NAMES[:4] == ("pap", "eap-tls", "peap-mschapv2", "peap-tls")  # issue 16 adds after them
+    assert METHOD_NAMES[:4] == ("pap", "eap-tls", "peap-mschapv2", "peap-tls")
+    assert {"status-server", "accounting"} <= set(METHOD_NAMES)  # issue 16: the non-authentication checks
     for name, entry in METHODS.items():
         assert isinstance(entry, MethodSpec) and entry.name == name and spec(name) is entry
 
