@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from . import __version__
 from .inputs import UsageError, ascii_float, ascii_int, parse_hostport, read_secret_file, resolve
@@ -109,10 +109,20 @@ def _environment_epilog(*names: str, probe_files: bool = False) -> str:
     lines = ["environment variables read:"]
     for n in names:
         lines += textwrap.wrap(ENVIRONMENT[n], width=96, initial_indent=f"  {n:<{width}}  ",
-                               subsequent_indent=" " * (width + 4))
+                               subsequent_indent=" " * (width + 4), break_on_hyphens=False)
     if probe_files:
         lines += textwrap.wrap(_PROBE_FILE_ENV, width=96, initial_indent="  ", subsequent_indent="  ")
     return "\n".join(lines)
+
+
+_AUTH_ENV = ("RADIUS_PROBE_SECRET", "RADIUS_PROBE_PASSWORD", "RADIUS_PROBE_KEY_PASSWORD",
+             "RADIUS_PROBE_PKCS12_PASSWORD", "RADIUS_PROBE_DICTIONARIES")
+
+
+def _help(*names: str, probe_files: bool = False) -> dict[str, Any]:
+    """add_parser() keywords: the environment variables the command reads, listed under --help."""
+    return {"epilog": _environment_epilog(*names, probe_files=probe_files),
+            "formatter_class": argparse.RawDescriptionHelpFormatter}
 
 
 def _add_auth_args(p: argparse.ArgumentParser) -> None:
@@ -595,19 +605,19 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="radius-probe", description="RADIUS synthetic probe for NPS with Entra MFA.",
-                     epilog=_environment_epilog(*ENVIRONMENT, probe_files=True), formatter_class=argparse.RawDescriptionHelpFormatter)
+                     **_help(*ENVIRONMENT, probe_files=True))
     parser.add_argument("--version", action="version", version=f"radius-probe {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     auth = sub.add_parser("auth", help="authenticate once and classify the answer",
-                          epilog=_environment_epilog("RADIUS_PROBE_SECRET", "RADIUS_PROBE_PASSWORD", "RADIUS_PROBE_KEY_PASSWORD", "RADIUS_PROBE_PKCS12_PASSWORD", "RADIUS_PROBE_DICTIONARIES"), formatter_class=argparse.RawDescriptionHelpFormatter)
+                          **_help(*_AUTH_ENV))
     _add_auth_args(auth)
     from .cli_extra import add_transport_args
 
     add_transport_args(auth)
     auth.set_defaults(func=cmd_auth)
     run = sub.add_parser("run", help="run probe files' checks once, report, exit with the worst check's code",
-                         epilog=_environment_epilog("RADIUS_PROBE_DICTIONARIES", probe_files=True), formatter_class=argparse.RawDescriptionHelpFormatter)
+                         **_help("RADIUS_PROBE_DICTIONARIES", probe_files=True))
     run.add_argument("files", nargs="+", metavar="PROBEFILE", help="YAML probe file(s): modules, targets, checks")
     run.add_argument("--junit", metavar="F", help="write JUnit XML (one testcase per check) to F")
     run.add_argument("--json", metavar="F", help="write the checks and their Outcomes as JSON to F ('-': stdout)")
@@ -627,8 +637,7 @@ def make_parser() -> argparse.ArgumentParser:
                      help="the Pushgateway job name (default radius-probe)")
     run.set_defaults(func=cmd_run)
     serve = sub.add_parser("serve", help="scheduled checks with Prometheus /metrics, /probe and /health",
-                           epilog=_environment_epilog("RADIUS_PROBE_SECRET", "RADIUS_PROBE_DICTIONARIES", probe_files=True),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           **_help("RADIUS_PROBE_SECRET", "RADIUS_PROBE_DICTIONARIES", probe_files=True))
     serve.add_argument("files", nargs="+", metavar="PROBEFILE", help="YAML probe file(s); SIGHUP re-reads them")
     serve.add_argument("--listen", default="127.0.0.1:9812", metavar="ADDR",
                        help="HTTP address (default 127.0.0.1:9812: loopback only)")
@@ -649,7 +658,7 @@ def make_parser() -> argparse.ArgumentParser:
                             "the port: /probe of an MFA module sends a push)")
     serve.set_defaults(func=cmd_serve)
     diag = sub.add_parser("diagnose", help="a short sequence of probes, each chosen by the last, naming ONE cause",
-                          epilog=_environment_epilog("RADIUS_PROBE_SECRET", "RADIUS_PROBE_PASSWORD", "RADIUS_PROBE_KEY_PASSWORD", "RADIUS_PROBE_PKCS12_PASSWORD", "RADIUS_PROBE_DICTIONARIES"), formatter_class=argparse.RawDescriptionHelpFormatter)
+                          **_help(*_AUTH_ENV))
     _add_auth_args(diag)
     for action in diag._actions:
         if action.dest == "identity":  # optional here: without an account only the account-free steps run
@@ -664,7 +673,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="seconds per transmission (2 sent) for the steps NPS answers at once (default 3)")
     diag.set_defaults(func=cmd_diagnose)
     em = sub.add_parser("emulator", help="run the NPS + MFA extension emulator on loopback",
-                        epilog=_environment_epilog("RADIUS_PROBE_DICTIONARIES"), formatter_class=argparse.RawDescriptionHelpFormatter)
+                        **_help("RADIUS_PROBE_DICTIONARIES"))
     em.add_argument("--listen", default="127.0.0.1:1812", metavar="ADDR", help="default 127.0.0.1:1812")
     em.add_argument("--config", metavar="F", help="YAML users/behaviours/policies (default: the lab users)")
     em.add_argument("--secret-file", metavar="F", help="shared secret (default: the documented lab secret)")
@@ -677,7 +686,7 @@ def make_parser() -> argparse.ArgumentParser:
                          "(default: a new temporary directory, printed at start)")
     em.set_defaults(func=cmd_emulator)
     demo = sub.add_parser("demo", help="start the emulator and probe every behaviour (zero setup)",
-                          epilog=_environment_epilog("RADIUS_PROBE_DICTIONARIES"), formatter_class=argparse.RawDescriptionHelpFormatter)
+                          **_help("RADIUS_PROBE_DICTIONARIES"))
     demo.add_argument("--json", action="store_true", help="print the Outcomes as JSON")
     demo.add_argument("-v", "--detail", action="store_true",
                       help="every case in full: the table and each case's diagnoses")

@@ -297,7 +297,8 @@ class NpsEmulator(asyncio.DatagramProtocol):
             return
         if user is None or password != user.password.encode():
             # the event says which (a real NPS logs the same reason 16 for both); the lab is for learning
-            why = "bad password" if user is not None else f"unknown user {name!r}{did_you_mean(name, self.config.users)}"
+            why = ("bad password" if user is not None
+                   else f"unknown user {name!r}{did_you_mean(name, self.config.users)}")
             self._reject(ans, name, 16, f"authentication failed: {why}")
             return
         self._mfa(ans, user)
