@@ -71,7 +71,7 @@ def _cases() -> list[Case]:
         Case("wrong shared secret", "pap", "alice", "accept", ("discard", "no_reply"), secret="not-the-secret"),
         Case("nothing listening", "pap", "alice", "accept", ("error", "port_unreachable"), closed_port=True),
     ]
-    for method in [name for name, m in METHODS.items() if m.eap and m.needs_ca and m.nps]:  # the TLS methods NPS runs
+    for method in _demo_eap_methods():  # the TLS methods NPS runs
         cert = METHODS[method].credential == "certificate"
         behaviours: tuple[tuple[str, ExpectedResult, tuple[str, str | None], str], ...] = (
             ("alice", "accept", ("accept", None), "push approved"),
@@ -175,9 +175,14 @@ def _concluded(case: Case, o: Outcome) -> str:
     return result + (f", {code}" if code else "")
 
 
+def _demo_eap_methods() -> list[str]:
+    """The EAP methods the demo runs: the TLS-based ones NPS offers (the breadth methods stay out of it)."""
+    return [name for name, m in METHODS.items() if m.eap and m.needs_ca and m.nps]
+
+
 def _methods_text(methods: list[str]) -> str:
-    every = list(METHODS)
-    eap = [name for name, m in METHODS.items() if m.eap]
+    eap = _demo_eap_methods()
+    every = ["pap"] + eap
     if methods == every:
         return "every method"
     if methods == eap:
