@@ -132,12 +132,18 @@ class Conversation:
 
     # -- what the driver tells -----------------------------------------------
 
-    def start(self, now: float) -> None:
-        """The conversation begins at ``now``: the method's first payload waits for an Identifier."""
+    def start(self, now: float, *, deadline_from: float | None = None) -> None:
+        """The conversation begins at ``now``: the method's first payload waits for an Identifier.
+
+        ``deadline_from``: the overall deadline runs from then (RadSec: the connection's start, so TCP + TLS
+        setup counts) instead of from the first transmission.
+        """
         if self._started:
             return
         self._started = True
         self._t0 = self._last_now = now
+        if deadline_from is not None:
+            self._deadline_at = deadline_from + self.cfg.policy.total_deadline_s
         self._guard(now, self._start)
 
     def begin_round(self, identifier: int, previous: pk.Packet | None = None) -> None:

@@ -187,7 +187,8 @@ async def _converse(cfg: ProbeConfig, method: Method, ctx: ssl.SSLContext, tap: 
     conv.outcome.transport = facts
     if opts.insecure:
         conv.outcome.warnings.append("RadSec: the server's certificate was not verified (--radsec-insecure)")
-    conv.start(started)  # the duration includes the connection (TCP + TLS): connect_s says how much of it
+    # the duration and the overall deadline include the connection (TCP + TLS): connect_s says how much of it
+    conv.start(started, deadline_from=started)
     if error is not None or writer is None:
         kind, detail = error or (ErrorKind.RADSEC, "no connection")
         conv.transport_error(kind, detail, clock())

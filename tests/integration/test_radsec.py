@@ -69,6 +69,14 @@ def test_pap_over_radsec(server: TransportFreeRadius, pki: Pki) -> None:
     assert "(TLS)" in server.log_text() and "Login OK: [alice]" in server.log_text()
 
 
+def test_pcap_holds_the_decrypted_records(server: TransportFreeRadius, pki: Pki, tmp_path: Path) -> None:
+    pcap = tmp_path / "radsec.pcap"
+    rc, doc = auth(server, pki, "--pcap", str(pcap))
+    data = pcap.read_bytes()
+    assert rc == 0 and len(data) > 24 and data.count(b"alice") >= 1  # the Access-Request, as a datagram to 2083's port
+    assert server.radsec_port.to_bytes(2, "big") in data
+
+
 def test_radsec_does_not_retransmit_on_the_connection(server: TransportFreeRadius, pki: Pki) -> None:
     """RFC 6614 2.2: a held answer (2 s) with a 0.7 s timeout and 3 retries: one transmission, answered.
 

@@ -120,3 +120,18 @@ def test_status_server_carries_no_user_name_and_few_nas_attributes() -> None:
     assert {t for t, _ in req.attributes} == {pk.MESSAGE_AUTHENTICATOR, 4, 32}
     conv.receive(pk.build_reply(pk.ACCESS_ACCEPT, req, [], SECRET), 0.2)
     assert conv.outcome.result == "accept" and conv.outcome.message_authenticator == "valid"
+
+
+def test_reliable_transport_waits_once_and_the_deadline_may_start_at_the_connection() -> None:
+    """RadSec: no retransmission (RFC 6614 2.2), one wait of timeout x (retries + 1); the deadline counts setup."""
+    module = Module(name="pap", method="pap", identity="alice", password=Secret(b"pw"),
+                    policy=RetryPolicy(timeout_s=1.0, retries=2))
+    conv = Conversation(ProbeConfig(module, ("127.0.0.1", 2083), Secret(b"radsec")), nas_ip="127.0.0.1",
+                        reliable=True)
+    conv.start(0.0, deadline_from=-2.5)  # the connection took 2.5 s of the 3 s deadline
+    conv.begin_round(0)
+    assert conv.poll(0.0) is not None
+    assert conv.next_deadline == 0.5 and conv.poll(0.4) is None  # no retransmission at 1 s, cut at 0.5 s
+    conv.poll(0.5)
+    assert conv.done and conv.outcome.retransmissions == 0 and conv.outcome.result in ("error", "discard")
+    assert RetryPolicy(timeout_s=1.0, retries=2).reliable() == RetryPolicy(timeout_s=3.0, retries=0)
