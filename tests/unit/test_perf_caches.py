@@ -120,3 +120,18 @@ def test_days_left_follows_the_clock_through_the_cache(lab_pki: Pki) -> None:
     assert isinstance(today, dict) and isinstance(later, dict)
     assert isinstance(today["days_left"], int) and isinstance(later["days_left"], int)
     assert today["days_left"] - later["days_left"] == 365
+
+
+def test_tls_contexts_give_back_record_buffers_between_flights(lab_pki: Pki) -> None:
+    """A held EAP-TLS conversation waits a round trip (or an MFA push) between flights: OpenSSL's
+    ~17 KB read and write buffers are released while idle (SSL_MODE_RELEASE_BUFFERS), both roles."""
+    from OpenSSL import SSL
+
+    from probe.eap.tls_engine import client_context, server_context
+
+    alice = lab_pki.users["alice"]
+    creds, trust = cr.load_client_credentials(alice.cert, alice.key), cr.load_trust(lab_pki.ca)
+    server_creds = cr.load_client_credentials(lab_pki.server_chain, lab_pki.server_key)
+    for ctx in (client_context(credentials=creds, trust=trust),
+                server_context(credentials=server_creds, trust=trust)):
+        assert ctx.set_mode(0) & SSL.MODE_RELEASE_BUFFERS  # set_mode(0) returns the mode as it is
