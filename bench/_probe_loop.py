@@ -8,11 +8,12 @@ process's whole cost (interpreter start and imports included) with
 ``getrusage(RUSAGE_SELF)`` deltas around the loop.
 
 Input: one JSON object on stdin (so the shared secret and password never show
-on a command line): ``method`` (pap | eap-tls | peap-mschapv2), ``host``,
+on a command line): ``method`` (pap | eap-tls | peap-mschapv2 | peap-tls), ``host``,
 ``port``, ``secret``, ``identity``, ``password``, ``cert``, ``key``, ``ca``,
 ``server_name``, ``tls_max``, ``count``, ``concurrency``, ``time_limit_s``,
-``timeout_s``, ``retries``, ``report`` (a path); optional ``warmup`` (authentications run
-before the measured loop, default 1: the first one loads the key and builds the TLS context)
+``timeout_s``, ``retries``, ``report`` (a path); optional ``resume`` (true: one full
+authentication first, then every one offers its TLS session), ``warmup`` (authentications run
+before the measured loop, default 1: the first one loads the key and builds the TLS context),
 ``profile`` (a path: cProfile stats of the measured loop) and ``breakdown`` (true: thread CPU
 in the conversation machine, the method factory, the judge and OpenSSL's handshake, see
 :class:`Breakdown`).
@@ -35,6 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from probe.drivers.aio import RadiusClient, authenticate
+from probe.methods import make_method
 from probe.model import ProbeConfig, Secret, TlsOptions
 from probe.outcome import Outcome
 from probe.radius.transport import RetryPolicy
@@ -46,6 +48,7 @@ class Tally:
 
     results: Counter[str] = field(default_factory=Counter)
     ok: int = 0
+    resumed: int = 0
     first_failure: dict[str, Any] | None = None
 
 
@@ -80,8 +83,12 @@ def record(tally: Tally, outcome: Outcome, method: str) -> None:
                                "error_detail": outcome.error_detail, "mppe": outcome.mppe}
 
 
-async def run_loop(cfg: ProbeConfig, count: int, concurrency: int, deadline: float) -> Tally:
-    """``count`` authentications over one shared RadiusClient, ``concurrency`` at a time, until ``deadline``."""
+async def run_loop(cfg: ProbeConfig, count: int, concurrency: int, deadline: float,
+                   session: object | None = None) -> Tally:
+    """``count`` authentications over one shared RadiusClient, ``concurrency`` at a time, until ``deadline``.
+
+    With ``session`` (a Resumption), every authentication offers that TLS session (fast reconnect).
+    """
     tally = Tally()
     started = 0
 
@@ -89,11 +96,24 @@ async def run_loop(cfg: ProbeConfig, count: int, concurrency: int, deadline: flo
         nonlocal started
         while started < count and time.monotonic() < deadline:
             started += 1
-            record(tally, await authenticate(cfg, client), cfg.method)
+            method = make_method(cfg, None, session) if session is not None else None
+            outcome = await authenticate(cfg, client, method=method)
+            record(tally, outcome, cfg.method)
+            if session is not None and isinstance(outcome.tls, dict) and outcome.tls.get("resumed"):
+                tally.resumed += 1
 
     async with RadiusClient(cfg.address, cfg.secret.value, clock=time.monotonic) as client:
         await asyncio.gather(*(worker(client) for _ in range(max(1, concurrency))))
     return tally
+
+
+async def first_session(cfg: ProbeConfig) -> object | None:
+    """One full authentication; the TLS session it leaves to resume (None if it failed)."""
+    method = make_method(cfg)
+    async with RadiusClient(cfg.address, cfg.secret.value, clock=time.monotonic) as client:
+        await authenticate(cfg, client, method=method)
+    peer = getattr(method, "peer", None)
+    return peer.session_for_resumption() if peer is not None else None
 
 
 def cpu(usage: resource.struct_rusage) -> tuple[float, float]:
@@ -169,8 +189,9 @@ def main() -> int:
     breakdown = Breakdown(spec["breakdown"] == "detail") if spec.get("breakdown") else None
     deadline = time.monotonic() + float(spec["time_limit_s"])
     warmup = int(spec.get("warmup", 1))
+    session = asyncio.run(first_session(cfg)) if spec.get("resume") else None
     if warmup:  # the first authentication loads the key and builds the context: a one-shot cost, not a loop cost
-        asyncio.run(run_loop(cfg, warmup, 1, deadline))
+        asyncio.run(run_loop(cfg, warmup, 1, deadline, session))
     profile = spec.get("profile")
     profiler = None
     if profile:
@@ -181,7 +202,7 @@ def main() -> int:
     if breakdown is not None:
         breakdown.install()
     before, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    tally = asyncio.run(run_loop(cfg, int(spec["count"]), int(spec["concurrency"]), deadline))
+    tally = asyncio.run(run_loop(cfg, int(spec["count"]), int(spec["concurrency"]), deadline, session))
     after, wall1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     if profiler is not None:
         profiler.disable()
@@ -190,6 +211,7 @@ def main() -> int:
     result = {
         "done": sum(tally.results.values()),
         "ok": tally.ok,
+        "resumed": tally.resumed,
         "results": dict(tally.results),
         "first_failure": tally.first_failure,
         "startup_cpu_s": u0 + s0,
