@@ -135,3 +135,36 @@ def test_tls_contexts_give_back_record_buffers_between_flights(lab_pki: Pki) -> 
     for ctx in (client_context(credentials=creds, trust=trust),
                 server_context(credentials=server_creds, trust=trust)):
         assert ctx.set_mode(0) & SSL.MODE_RELEASE_BUFFERS  # set_mode(0) returns the mode as it is
+
+
+def _without_correlation(attrs: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    from probe.radius import packet as pk
+    from probe.radius.dictionary import default_dictionary
+
+    code = default_dictionary().get("MS-RAS-Correlation-ID").code
+    head = pk.vsa(311, code, b"")[1][:5]  # the Microsoft VSA (vendor 311) of that type
+    return [a for a in attrs if not (a[0] == pk.VENDOR_SPECIFIC and a[1][:5] == head)]
+
+
+@pytest.mark.parametrize("extra", [[], [("NAS-Port", "7"), ("Filter-Id", "vpn")],
+                                   [("MS-RAS-Correlation-ID", "{fixed}")]])
+def test_nas_attributes_are_encoded_once_per_check_but_the_guid(extra: list[tuple[str, str]]) -> None:
+    from probe.radius import profiles
+    from probe.radius.dictionary import default_dictionary
+
+    dictionary = default_dictionary()
+    ctx = profiles.NasContext(nas_ip="127.0.0.1", framed_mtu=1400)
+    profiles._ENCODED.clear()
+    first, second = (profiles.nas_attributes("rras", ctx, extra, dictionary) for _ in range(2))
+    assert len(profiles._ENCODED) == 1
+    fresh = profiles.encode_pairs(
+        [(n, v) for n, v in profiles.profile_pairs("rras", ctx)
+         if dictionary.get(n).name not in {dictionary.get(e).name for e, _ in extra}] + extra, dictionary)
+    assert len(first) == len(second) == len(fresh)
+    assert _without_correlation(first) == _without_correlation(second) == _without_correlation(fresh)
+    if extra and extra[0][0] == "MS-RAS-Correlation-ID":
+        assert first == second  # the user's own value, not ours
+    else:
+        assert first != second  # a new RRAS correlation GUID for every conversation
+    first.append((1, b"x"))  # a caller's edit never reaches the next conversation
+    assert profiles.nas_attributes("rras", ctx, extra, dictionary)[-1] != (1, b"x")
