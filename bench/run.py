@@ -895,7 +895,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.markdown.write_text(report(args, rows, shots, imports, memory, serve, load, markdown=True) + "\n")
     write_results(args, rows, shots, imports, memory, serve, load)
     print(f"results: {args.out}")
-    return 0
+    broken = probe_failures(rows, shots, memory, serve)
+    if broken:
+        print("bench: radius-probe did not complete: " + "; ".join(broken), file=sys.stderr)
+    return 1 if broken and args.smoke else 0
+
+
+def probe_failures(rows: list[Row], shots: list[OneShot], memory: dict[str, Any], serve: dict[str, Any]) -> list[str]:
+    """What of radius-probe's own part failed (the smoke run's exit status; references may be missing)."""
+    out = []
+    for r in rows:
+        ok, _, done = r.probe_ok.partition("/")
+        if not done or ok != done or done == "0":
+            out.append(f"{r.case} x{r.concurrency} {r.probe_ok}")
+    out += [f"{s.what} {s.ok}/{s.runs}" for s in shots if s.what.startswith("radius-probe") and s.ok != s.runs]
+    out += [f"held {m}" for m, v in memory.items() if "error" in v]
+    if "error" in serve:
+        out.append("serve")
+    return out
 
 
 def write_results(args: argparse.Namespace, rows: list[Row], shots: list[OneShot], imports: list[str],
