@@ -161,7 +161,7 @@ async def run_check(check: Check, address: tuple[str, int] | str, options: RunOp
     Bad local input (an unreadable certificate, no socket) becomes a "could not
     probe" Outcome, or with ``raise_local`` (``auth``: one line on stderr) is raised.
     """
-    from .eap.tls import TlsConfigError
+    from .lazy import tls_config_error  # (a PAP check never loads the TLS stack)
 
     if isinstance(address, str):
         return evaluate(check, local_failure(check, address), options)
@@ -174,7 +174,7 @@ async def run_check(check: Check, address: tuple[str, int] | str, options: RunOp
         else:
             client = await clients.get(address, cfg.secret.value, cfg.source) if clients is not None else None
             outcome = await authenticate(cfg, client, keylog=keylog, tap=tap, resume=resume, method=method)
-    except (TlsConfigError, ValueError) as exc:
+    except (tls_config_error(), ValueError) as exc:
         if raise_local:
             raise
         outcome = local_failure(check, str(exc))

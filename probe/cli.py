@@ -10,7 +10,6 @@ never a secret.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import ipaddress
 import logging
@@ -20,15 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from . import __version__
+from .lazy import tls_config_error
 from .inputs import UsageError, ascii_float, ascii_int, parse_hostport, read_secret_file, resolve
 from .methods import DEFAULT_METHOD, METHOD_NAMES, TLS_VERSIONS, Given, Problem, UnknownMethod, make_method, spec
 from .model import DEFAULT_SLOW_FRACTION, DEFAULT_WINDOW_S, Check, Expectation, Module, Secret, Target, TlsOptions
 from .model import RADSEC_PORT, RADSEC_SECRET, target_text
 from .outcome import EXIT_UNKNOWN, EXPECTATIONS
-from .radius.dictionary import DictionaryError, default_dictionary
-from .radius.profiles import PROFILES, parse_attr_option
-from .radius.transport import RetryPolicy
-from .report import summary
+from .radius.profiles import PROFILES
 from .verdict import DEFAULT_CERT_WARN_DAYS
 
 if TYPE_CHECKING:
@@ -223,6 +220,10 @@ def build_check(args: argparse.Namespace) -> tuple[Check, tuple[str, int]]:
         pkcs12=args.pkcs12, pkcs12_password=_passphrase(args, "--pkcs12-password", "RADIUS_PROBE_PKCS12_PASSWORD"),
         ca=args.ca, server_name=args.server_name, insecure=args.insecure, tls_max=args.tls_max,
     )
+    from .radius.dictionary import DictionaryError, default_dictionary
+    from .radius.profiles import parse_attr_option
+    from .radius.transport import RetryPolicy
+
     dictionary = default_dictionary()
     try:
         extra = [parse_attr_option(text, dictionary) for text in args.attr]
@@ -255,10 +256,10 @@ def _add_source_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
 
 def _source(args: argparse.Namespace, host: str = "") -> str | None:
     """``--source ADDR`` checked (an IP address of the target's family), or None."""
-    from .config import source_problem
-
     if not getattr(args, "source", None):
         return None
+    from .config import source_problem  # (probe files and YAML: only when there is a --source to check)
+
     problem = source_problem(args.source, host)
     if problem is not None:
         raise UsageError(f"--source {problem}")
@@ -292,9 +293,10 @@ def _open_output(path: str, what: str):  # type: ignore[no-untyped-def]
 
 def cmd_auth(args: argparse.Namespace) -> int:
     """``auth``: one check built in memory, run and judged as ``run`` does (same verdict, same exit code)."""
+    import asyncio
+
     from .checks import RunOptions, run_check
-    from .eap.tls import TlsConfigError
-    from .pcap import PcapWriter
+    from .report import summary
 
     check, address = build_check(args)
     keylog_file = None
@@ -307,11 +309,13 @@ def cmd_auth(args: argparse.Namespace) -> int:
     sink = keylog if args.keylog else None
     try:  # load certificates and keys first: bad input must not touch --pcap / --keylog files
         method = make_method(check.probe_config(address), sink)
-    except (TlsConfigError, ValueError) as exc:
+    except (tls_config_error(), ValueError) as exc:
         raise UsageError(str(exc)) from None
     keylog_file = _open_output(args.keylog, "--keylog") if args.keylog else None
     pcap = None
     if args.pcap:
+        from .pcap import PcapWriter
+
         try:
             pcap = PcapWriter(args.pcap)
         except OSError as exc:
@@ -320,7 +324,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(run_check(check, address, options, keylog=sink, tap=pcap, resume=args.resume,
                                        method=method, raise_local=True))
-    except (TlsConfigError, ValueError) as exc:
+    except (tls_config_error(), ValueError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:  # no route, a broadcast address, no IPv6 stack: we could not probe
         raise UsageError(f"cannot open a socket to {check.target.address}: {exc.strerror or exc}") from None
@@ -335,6 +339,8 @@ def cmd_auth(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``run``: validate every probe file (any error: print them all, run nothing), run, report."""
+    import asyncio
+
     from .checks import Progress, RunOptions, run_checks, worst_exit_code
     from .config import ProbeFileError, load_probe_files
     from .report import check_table, checks_json, junit_xml, nagios, progress_line
@@ -422,6 +428,8 @@ def _write_html(path: str, results: Sequence["CheckResult"], comparison: "Compar
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``serve``: validate the probe files (any error: print them all, start nothing), then serve."""
+    import asyncio
+
     from .checks import RunOptions
     from .config import ProbeFileError, load_probe_files
     from .exporter import TargetPolicy, configure_logging, serve

@@ -12,10 +12,13 @@ needs from disk is loaded here into immutable values:
 Loading an RSA key runs cryptography's consistency check (tens of ms) and a
 PKCS#12 key derivation costs as much: a probe or load test that authenticates
 over and over must not pay it each time. So loads are cached, keyed on each
-file's identity and change (resolved path, size, mtime_ns, inode) and a keyed
+file's identity and change (device, inode, size, mtime_ns) and a keyed
 hash of the password (the salt lives only in this process); an edited or
 replaced file misses. The caches are bounded (oldest entry dropped first).
+The key costs one ``stat`` per file (no path resolution), so an authentication
+pays microseconds for it.
 
+:class:`CertificateCache` validates and summarises each distinct server chain once.
 :class:`ContextCache` shares the TLS client contexts built on those loaded
 values (a context is safe to share: verify problems are kept per connection),
 keyed on the values' cache keys and the TLS settings. Errors
@@ -27,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from OpenSSL import SSL
 
+from probe.eap.validation import Validation, describe, describe_client, describe_leaf, validate_server
 from probe.eap.tls_engine import (
     SYSTEM_TRUST,
     ClientCertMode,
@@ -49,7 +54,9 @@ from probe.eap.tls_engine import (
 
 __all__ = [
     "CACHE_SIZE",
+    "CERTIFICATES",
     "CONTEXTS",
+    "CertificateCache",
     "ClientCredentials",
     "ContextCache",
     "TlsConfigError",
@@ -66,7 +73,7 @@ CACHE_SIZE = 64
 
 _SALT = os.urandom(32)  # passwords in cache keys are keyed hashes, useless outside this process
 
-FileKey = tuple[str, int, int, int] | None
+FileKey = tuple[int, int, int, int] | None
 _V = TypeVar("_V")
 
 
@@ -100,18 +107,26 @@ _TRUST: _Bounded[TrustAnchors] = _Bounded()
 
 
 def clear_caches() -> None:
-    """Forget every loaded value and shared context (tests)."""
+    """Forget every loaded value, shared context and chain summary (tests)."""
     for cache in (_CREDENTIALS, _TRUST, CONTEXTS._contexts):
         cache.clear()
         cache.hits = cache.misses = 0
+    CERTIFICATES.clear()
 
 
 def _file_key(path: str | Path | None) -> FileKey:
-    """(resolved path, size, mtime_ns, inode) of a file; raises OSError when it cannot be stat'ed."""
+    """(device, inode, size, mtime_ns) of a file; raises OSError when it cannot be stat'ed.
+
+    One ``stat`` (about 2 us) and no path resolution (``Path.resolve`` walks every
+    component: about 20 us a file, paid on every authentication): the device and inode
+    name the file whatever path reached it (relative, through a symlink), and a file
+    edited in place or replaced (a renamed-over secret, a swapped symlink) changes size,
+    mtime or inode, so it misses.
+    """
     if path is None:
         return None
     st = os.stat(path)
-    return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _password(secret: str | bytes | None) -> bytes | None:
@@ -265,6 +280,72 @@ class ContextCache:
 
 CONTEXTS = ContextCache()
 """The process-wide shared client contexts (what the probe's make_method hands the peer)."""
+
+
+# ---------------------------------------------------------------------------
+# Server chains: validated and summarised once per distinct chain
+
+
+class CertificateCache:
+    """The server chain's validation and report summaries, once per distinct chain.
+
+    Satisfies :class:`probe.eap.peer.CertificateFacts`. Both are pure functions of
+    their inputs: the chain (cryptography certificates hash and compare by their DER
+    bytes, so the key is the chain's bytes), OpenSSL's recorded verify problems (where
+    expiry, which depends on the clock, already shows), the server name, --insecure
+    and whether the session was resumed. So a cached answer is the answer; a renewed
+    certificate is another key. Bounded like the other caches; summaries are handed
+    out as fresh copies (an Outcome may be edited by whoever holds it).
+    """
+
+    def __init__(self) -> None:
+        self._validations: _Bounded[Validation] = _Bounded()
+        self._summaries: _Bounded[tuple[tuple[dict[str, object], ...], dict[str, object] | None]] = _Bounded()
+        self._clients: _Bounded[dict[str, object]] = _Bounded()
+
+    def validate(self, chain: list[x509.Certificate], verify_problems: tuple[str, ...], *,
+                 server_name: str | None, insecure: bool, resumed: bool) -> Validation:
+        key = (tuple(chain), tuple(verify_problems), server_name, insecure, resumed)
+        cached = self._validations.lookup(key)
+        if cached is None:
+            cached = self._validations.remember(key, validate_server(
+                chain, verify_problems, server_name=server_name, insecure=insecure, resumed=resumed))
+        return cached
+
+    def chain_summary(self, chain: list[x509.Certificate]) -> tuple[list[dict[str, object]], dict[str, object] | None]:
+        key = tuple(chain)
+        cached = self._summaries.lookup(key)
+        if cached is None:
+            cached = self._summaries.remember(
+                key, (tuple(describe(cert) for cert in chain), describe_leaf(chain[0]) if chain else None))
+        described, leaf = cached
+        return [dict(entry) for entry in described], _copy_leaf(leaf)
+
+    def client_summary(self, cert: x509.Certificate, now: datetime | None) -> dict[str, object]:
+        """Our own certificate's summary: subject and not_after once per certificate, days_left from ``now``."""
+        key = (cert,)
+        fixed = self._clients.lookup(key)
+        if fixed is None:
+            fixed = self._clients.remember(key, describe_client(cert, None))
+        days = (cert.not_valid_after_utc - now).days if now is not None else None
+        return {**fixed, "days_left": days}
+
+    def clear(self) -> None:
+        for cache in (self._validations, self._summaries, self._clients):
+            cache.clear()
+            cache.hits = cache.misses = 0
+
+
+def _copy_leaf(leaf: dict[str, object] | None) -> dict[str, object] | None:
+    """A fresh copy of a server_cert summary (its san_dns list too)."""
+    if leaf is None:
+        return None
+    names = leaf.get("san_dns")
+    return {**leaf, "san_dns": list(names)} if isinstance(names, list) else dict(leaf)
+
+
+CERTIFICATES = CertificateCache()
+"""The process-wide cache of server chain validations and summaries (what make_method hands the peer)."""
 
 
 # ---------------------------------------------------------------------------

@@ -155,7 +155,7 @@ def make_eap(cfg: ProbeConfig, method: MethodSpec, keylog: KeylogSink | None = N
     Credentials and trust anchors are loaded here, at the edge (cached per unchanged file set);
     probe/eap/ only sees the loaded values.  Bad files raise TlsConfigError before anything is sent.
     """
-    from .credentials import CONTEXTS, load_client_credentials, load_trust
+    from .credentials import CERTIFICATES, CONTEXTS, load_client_credentials, load_trust
     from .eap.packet import EapType
     from .eap.peer import EapPeer, PeerConfig
 
@@ -171,7 +171,7 @@ def make_eap(cfg: ProbeConfig, method: MethodSpec, keylog: KeylogSink | None = N
         outer_identity=cfg.outer_identity if cfg.outer_identity is not None
         else method.default_outer_identity(cfg.identity),
         password=cfg.password.value if cfg.password else None,
-        credentials=credentials, trust=load_trust(t.ca), contexts=CONTEXTS,
+        credentials=credentials, trust=load_trust(t.ca), contexts=CONTEXTS, facts=CERTIFICATES,
         server_name=t.server_name, insecure=t.insecure,
         tls_max=tls_max, tls_min=tls_min, framed_mtu=cfg.framed_mtu, keylog=keylog, session=session,
     ))

@@ -68,11 +68,22 @@ class _Waiter:
         timeout = deadline - clock()
         if timeout <= 0:
             return
-        self.future = asyncio.get_running_loop().create_future()
+        # One future and one timer handle: asyncio.wait() would add a set, a second future, a
+        # timer and done-callbacks on every round, for the same effect.
+        loop = asyncio.get_running_loop()
+        future = self.future = loop.create_future()
+        timer = loop.call_later(timeout, _resolve, future)
         try:
-            await asyncio.wait([self.future], timeout=timeout)
+            await future
         finally:
+            timer.cancel()
             self.future = None
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    """The timer's end of :meth:`_Waiter.sleep_until`: wake the waiting task unless something did already."""
+    if not future.done():
+        future.set_result(None)
 
 
 def _in_flight(machine: _Machine) -> bytes | None:

@@ -71,7 +71,7 @@ from probe.eap.validation import (
 if TYPE_CHECKING:
     from datetime import datetime
 
-__all__ = ["METHODS", "ContextSource", "EapPeer", "EapPeerError", "PeerConfig", "PeerStep", "Resumption",
+__all__ = ["METHODS", "CertificateFacts", "ContextSource", "EapPeer", "EapPeerError", "PeerConfig", "PeerStep", "Resumption",
            "TlsConfigError"]
 
 METHODS: dict[tuple[EapType, EapType | None], str] = {
@@ -119,6 +119,42 @@ class ContextSource(Protocol):
         """A client context for these loaded values and settings."""
 
 
+class CertificateFacts(Protocol):
+    """What the peer's report and checks need from the server's chain: pure functions of it.
+
+    The default (:class:`_PlainFacts`) computes them every time;
+    :class:`probe.credentials.CertificateCache` computes them once per distinct chain
+    (a farm of servers shows a handful of chains over millions of authentications).
+    """
+
+    def validate(self, chain: list[x509.Certificate], verify_problems: tuple[str, ...], *,
+                 server_name: str | None, insecure: bool, resumed: bool) -> Validation:
+        """:func:`probe.eap.validation.validate_server` for these inputs."""
+
+    def chain_summary(self, chain: list[x509.Certificate]) -> tuple[list[dict[str, object]], dict[str, object] | None]:
+        """(the report's "chain", its "server_cert"): fresh dicts the caller may keep."""
+
+    def client_summary(self, cert: x509.Certificate, now: datetime | None) -> dict[str, object]:
+        """:func:`probe.eap.validation.describe_client` (the report's "client_cert"): a fresh dict."""
+
+
+class _PlainFacts:
+    """The default :class:`CertificateFacts`: computed on every call."""
+
+    def validate(self, chain: list[x509.Certificate], verify_problems: tuple[str, ...], *,
+                 server_name: str | None, insecure: bool, resumed: bool) -> Validation:
+        return validate_server(chain, verify_problems, server_name=server_name, insecure=insecure, resumed=resumed)
+
+    def chain_summary(self, chain: list[x509.Certificate]) -> tuple[list[dict[str, object]], dict[str, object] | None]:
+        return [describe(cert) for cert in chain], describe_leaf(chain[0]) if chain else None
+
+    def client_summary(self, cert: x509.Certificate, now: datetime | None) -> dict[str, object]:
+        return describe_client(cert, now)
+
+
+_PLAIN_FACTS = _PlainFacts()
+
+
 class _FreshContexts:
     """The default :class:`ContextSource`: a new context every time."""
 
@@ -142,7 +178,8 @@ class PeerConfig:
     PEAP-TLS) as given; PEAP's outer and inner TLS are capped at 1.2, as
     NPS does. ``outer_identity`` defaults to ``identity`` for EAP-TLS and to
     "anonymous" for PEAP, where the inner identity never leaves the tunnel.
-    ``contexts`` shares TLS contexts between peers (None: built per peer).
+    ``contexts`` shares TLS contexts between peers (None: built per peer); ``facts``
+    computes the server chain's validation and summaries (None: every time).
     ``method_name`` is only for reports and messages (default from :data:`METHODS`).
     """
 
@@ -162,6 +199,7 @@ class PeerConfig:
     session: Resumption | None = field(default=None, repr=False)
     contexts: ContextSource | None = field(default=None, repr=False)
     method_name: str | None = None
+    facts: CertificateFacts | None = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -224,11 +262,13 @@ class TlsLeg:
     """A TLS client over EAP-TLS framing, with server validation before our flight leaves."""
 
     def __init__(self, context: SSL.Context, *, eap_type: int, framed_mtu: int, resume: SSL.Session | None,
-                 server_name: str | None, insecure: bool) -> None:
+                 server_name: str | None, insecure: bool, facts: CertificateFacts = _PLAIN_FACTS) -> None:
         engine = TlsEngine(context, server=False, session=resume)
         self.tls = EapTlsSession(engine, eap_type=eap_type, framed_mtu=framed_mtu)
         self._server_name = server_name
         self._insecure = insecure
+        self._facts = facts
+        self._chain: list[x509.Certificate] | None = None  # the chain validated (the report shows the same one)
         self.validation: Validation | None = None
         self.server_refused: str | None = None
 
@@ -267,8 +307,9 @@ class TlsLeg:
             chain = engine.peer_chain()
             if not chain and not self.tls.handshake_done:
                 return
-            self.validation = validate_server(chain, engine.verify_problems, server_name=self._server_name,
-                                              insecure=self._insecure, resumed=engine.session_reused)
+            self.validation = self._facts.validate(chain, engine.verify_problems, server_name=self._server_name,
+                                                   insecure=self._insecure, resumed=engine.session_reused)
+            self._chain = chain
         except EapTlsError as exc:
             raise EapPeerError("tls", exc.reason, state="server_certificate") from None
         except (ValueError, x509.DuplicateExtension) as exc:  # a certificate only OpenSSL could parse
@@ -281,8 +322,8 @@ class TlsLeg:
         """Version, cipher, resumption, the server's chain and the validation verdict."""
         engine = self.tls.engine
         try:
-            chain = engine.peer_chain()
-            described = ([describe(cert) for cert in chain], describe_leaf(chain[0]) if chain else None)
+            chain = self._chain if self._chain is not None else engine.peer_chain()
+            described = self._facts.chain_summary(chain)
         except (EapTlsError, ValueError, x509.DuplicateExtension):
             chain, described = [], ([], None)  # already reported as the error; nothing more to show
         done = self.tls.handshake_done
@@ -581,7 +622,8 @@ class EapPeer:
             inner = getattr(self._method, "inner", None)
             if isinstance(inner, EapTlsMethod):
                 report["inner"] = inner.leg.report()
-        report["client_cert"] = describe_client(self._client_cert, now) if self._client_cert is not None else None
+        facts = self.config.facts or _PLAIN_FACTS
+        report["client_cert"] = facts.client_summary(self._client_cert, now) if self._client_cert is not None else None
         return report
 
     # -- outer EAP
@@ -653,7 +695,8 @@ class EapPeer:
         if inner:
             mtu = max(MIN_FRAMED_MTU, mtu - INNER_MTU_REDUCTION)
         return TlsLeg(context, eap_type=eap_type, framed_mtu=mtu, resume=resume,
-                      server_name=self.config.server_name, insecure=self.config.insecure)
+                      server_name=self.config.server_name, insecure=self.config.insecure,
+                      facts=self.config.facts or _PLAIN_FACTS)
 
     def _new_method(self) -> EapTlsMethod | PeapMethod | BareMschapV2Method | TtlsMethod:
         """A fresh method object for each Start (a restart discards the old TLS state)."""

@@ -175,6 +175,9 @@ def _base_context(method: int, min_version: str, max_version: str, keylog: Keylo
         # OpenSSL 3 refuses TLS 1.0/1.1 (SHA-1 handshake signatures) above security level 0.
         ctx.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
     ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
+    # An EAP conversation waits a round trip (or an MFA push) between flights: OpenSSL's
+    # record buffers (about 17 KB each way) are given back while nothing is buffered.
+    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
     if keylog is not None:
         ctx.set_keylog_callback(lambda _conn, line: keylog(bytes(line)))
     return ctx

@@ -1,6 +1,6 @@
 """The edge that reads certificates, keys, PKCS#12 bundles and CA files (probe/credentials.py).
 
-It loads once per unchanged file (stat identity: path, size, mtime_ns, inode,
+It loads once per unchanged file (stat identity: device, inode, size, mtime_ns,
 plus a keyed hash of the password), hands out immutable values with no
 secret in their repr, and words every problem in one line that names the
 file, never the password. Beyond it, probe/eap reads no file at all: the last
