@@ -550,6 +550,16 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick-timeout", type=_positive(float, "--quick-timeout"), default=3.0, metavar="S",
                    help="seconds per transmission (2 sent) for the steps NPS answers at once (default 3)")
     diag.set_defaults(func=cmd_diagnose)
+    load = sub.add_parser("load", help="many authentications at a rate or a concurrency: percentiles, loss, HTML")
+    _add_auth_args(load)
+    for action in load._actions:
+        if action.dest == "identity":  # or --users-csv
+            action.required = False
+            action.help = "User-Name; with {n} a template for many users (probe-{n}, see --users)"
+    from .load.cli import add_load_args, cmd_load
+
+    add_load_args(load)
+    load.set_defaults(func=cmd_load)
     em = sub.add_parser("emulator", help="run the NPS + MFA extension emulator on loopback")
     em.add_argument("--listen", default="127.0.0.1:1812", metavar="ADDR", help="default 127.0.0.1:1812")
     em.add_argument("--config", metavar="F", help="YAML users/behaviours/policies (default: the lab users)")
