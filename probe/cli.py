@@ -468,8 +468,9 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     from .emulator.run import run_emulator
 
     host, port = parse_hostport(args.listen, what="--listen")
+    metrics = _listen_address(args.metrics) if args.metrics else None
     return run_emulator(host, port, config_path=args.config, secret_file=args.secret_file,
-                        duration_s=args.duration, pki_dir=args.pki)
+                        duration_s=args.duration, pki_dir=args.pki, workers=args.workers, metrics=metrics)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -569,6 +570,11 @@ def make_parser() -> argparse.ArgumentParser:
     em.add_argument("--pki", metavar="DIR",
                     help="lab PKI for EAP: reused when DIR holds one, else written there "
                          "(default: a new temporary directory, printed at start)")
+    em.add_argument("--workers", type=_positive(int, "--workers", 1, inclusive=True), default=1, metavar="N",
+                    help="N emulator processes sharing the port (SO_REUSEPORT) when one cannot keep up (default 1)")
+    em.add_argument("--metrics", metavar="ADDR",
+                    help="serve the emulator's counters (received, answered, dropped, sessions) on "
+                         "http://ADDR/metrics (HOST:PORT; port 0: a free one, printed)")
     em.set_defaults(func=cmd_emulator)
     demo = sub.add_parser("demo", help="start the emulator and probe every behaviour (zero setup)")
     demo.add_argument("--json", action="store_true", help="print the Outcomes as JSON")
