@@ -14,7 +14,7 @@ For each row it starts ``radius-probe emulator`` (users probe-0 .. probe-N-1 who
 Everything runs on 127.0.0.1 and stops by itself (every child is bounded by ``--time-limit``). Nothing here
 asserts; the table is for bench/LOAD-RESULTS.md.
 
-Usage: python bench/load.py [--rows pap:1000,pap:10000,peap-mschapv2:1000] [--hold 30] [--workers 1]
+Usage: python bench/load.py [--rows pap:1000,pap:10000,peap-mschapv2:1000] [--hold 30] [--workers 1] [--pace 2000]
        [--time-limit 300] [--out bench/results/load.json]
 """
 
@@ -72,26 +72,34 @@ def metrics(port: int) -> dict[str, float]:
     return out
 
 
-def run_row(work: Path, pki: Path, method: str, n: int, hold: float, workers: int, limit: float) -> dict:
+def run_row(work: Path, pki: Path, method: str, n: int, hold: float, workers: int, limit: float,
+            pace: float = 2000.0) -> dict:
     users = {f"probe-{i}": {"password": "Passw0rd!", "mfa": "approve", "delay": hold} for i in range(n)}
     config = work / f"emulator-{n}.yaml"
-    config.write_text(yaml.safe_dump({"users": users, "default_users": False}))
+    doc: dict = {"users": users, "default_users": False}
+    if method != "pap":  # every conversation keeps its TLS connection through the MFA hold
+        doc["limits"] = {"max_tls_conversations": max(1000, 2 * n)}
+    config.write_text(yaml.safe_dump(doc))
     port, mport = free_port(), free_port()
-    em = subprocess.Popen([*CLI, "emulator", "--listen", f"127.0.0.1:{port}", "--config", str(config), "--pki",
-                           str(pki), "--duration", str(limit), "--metrics", f"127.0.0.1:{mport}",
-                           "--workers", str(workers)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=env())
-    assert em.stdout is not None
-    first = em.stdout.readline()
-    if "listening" not in first:
-        raise SystemExit(f"emulator did not start: {first}{em.stderr.read() if em.stderr else ''}")
+    em_log = work / f"emulator-{n}.log"  # a file, not a pipe: its banner lists every user (a pipe would fill)
+    with em_log.open("w") as log:
+        em = subprocess.Popen([*CLI, "emulator", "--listen", f"127.0.0.1:{port}", "--config", str(config), "--pki",
+                               str(pki), "--duration", str(limit), "--metrics", f"127.0.0.1:{mport}",
+                               "--workers", str(workers)], stdout=log, stderr=subprocess.STDOUT, text=True,
+                              env=env())
+    for _ in range(300):
+        if "emulator metrics on" in em_log.read_text() or em.poll() is not None:
+            break
+        time.sleep(0.1)
+    if "emulator metrics on" not in em_log.read_text():
+        raise SystemExit(f"emulator did not start: {em_log.read_text()[-2000:]}")
     time.sleep(0.5)
     (work / "secret").write_text(SECRET + "\n")
     (work / "pw").write_text("Passw0rd!\n")
     args = [*CLI, "load", f"127.0.0.1:{port}", "--secret-file", str(work / "secret"), "--method", method,
             "--identity", "probe-{n}", "--users", str(n), "--password-file", str(work / "pw"), "--allow-unsigned",
             "--concurrency", str(n), "--count", str(n), "--timeout", str(hold + 30), "--retries", "0",
-            "--window", str(max(60.0, hold + 10)), "--json", "--no-progress"]
+            "--window", str(max(60.0, hold + 10)), "--json", "--no-progress", "--pace", str(pace)]
     if method != "pap":
         args += ["--ca", str(pki / "ca.pem"), "--server-name", "nps.lab.test"]
     before = metrics(mport)
@@ -115,10 +123,10 @@ def run_row(work: Path, pki: Path, method: str, n: int, hold: float, workers: in
     after = metrics(mport)
     em_hwm = vm_hwm_kib(em.pid)
     em.terminate()
-    em.communicate(timeout=30)
+    em.wait(timeout=30)
     final = doc.get("final_response", {}).get("accept", {})
     row = {
-        "method": method, "concurrent": n, "hold_s": hold, "workers": workers, "exit_code": load.returncode,
+        "method": method, "concurrent": n, "hold_s": hold, "workers": workers, "pace": pace, "exit_code": load.returncode,
         "wall_s": round(wall, 1), "finished": doc.get("finished"), "accepted": doc.get("results", {}).get("accept"),
         "sent": doc.get("datagrams", {}).get("sent"), "received": doc.get("datagrams", {}).get("received"),
         "retransmitted": doc.get("datagrams", {}).get("retransmitted"),
@@ -143,6 +151,7 @@ def main() -> int:
     ap.add_argument("--rows", default="pap:1000,pap:10000,peap-mschapv2:1000")
     ap.add_argument("--hold", type=float, default=30.0)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--pace", type=float, default=2000.0, help="load --pace (new authentications a second)")
     ap.add_argument("--time-limit", type=float, default=300.0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "load.json"))
     opts = ap.parse_args()
@@ -155,7 +164,7 @@ def main() -> int:
             method, n = spec.split(":")
             # a baseline of 10 conversations, for the memory per conversation
             base = run_row(work, pki, method, 10, min(opts.hold, 2.0), opts.workers, opts.time_limit)
-            row = run_row(work, pki, method, int(n), opts.hold, opts.workers, opts.time_limit)
+            row = run_row(work, pki, method, int(n), opts.hold, opts.workers, opts.time_limit, opts.pace)
             row["baseline_rss_mib"] = base["client_rss_mib"]
             row["kib_per_conversation"] = round((row["client_rss_mib"] - base["client_rss_mib"]) * 1024
                                                 / (int(n) - 10), 1)

@@ -98,6 +98,9 @@ BAD = [
     (["--concurrency", "2"], "always stops by itself"),
     (["--count", "5"], "give one of --rate R or --concurrency C"),
     (["--rate", "5", "--concurrency", "2", "--count", "5"], "give one of --rate R or --concurrency C"),
+    (["--concurrency", "1", "--count", "1", "--source", "::1"], "--source"),
+    (["--concurrency", "1", "--count", "1", "--pcap", "x.pcap"], "--pcap is not a load option"),
+    (["--rate", "5", "--count", "5", "--pace", "10"], "--pace is for --concurrency"),
 ]
 
 
@@ -160,3 +163,44 @@ def test_kernel_cap_below_the_ask_is_a_warning_naming_the_sysctl(load_emulator: 
     assert len(warnings) == 1, r.stderr
     assert f"SO_RCVBUF {rmem_max} (net.core.rmem_max)" in warnings[0]
     assert f"sysctl -w net.core.rmem_max={ask}" in warnings[0]
+
+
+def test_source_address_and_no_progress_line_without_a_terminal(load_emulator: LoadEmulator) -> None:
+    rc, out, err = load(load_emulator, *PAP, "--identity", "probe-3", "--concurrency", "2", "--count", "4",
+                        "--source", "127.0.0.1")
+    assert rc == 0, err
+    assert "4 met the expectation" in out
+    assert "\x1b[K" not in err and "radius-probe load:" not in err  # stderr is a pipe here: no live line
+
+
+def test_live_progress_on_a_terminal(load_emulator: LoadEmulator) -> None:
+    import os
+    import subprocess
+
+    from tests.helpers import CLI, clean_env
+
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.run([*CLI, "load", f"127.0.0.1:{load_emulator.port}", "--secret-file",
+                               str(load_emulator.secret_file), *PAP, "--identity", "probe-{n}", "--users", "300",
+                               "--concurrency", "50", "--duration", "1.5"],
+                              stdout=subprocess.PIPE, stderr=slave, text=True, timeout=60, env=clean_env())
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    tty = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, tty
+    assert "\r\x1b[Kradius-probe load: " in tty and " in flight, " in tty and "p50 " in tty and "p99 " in tty
+    assert "accept " in tty
