@@ -113,10 +113,12 @@ def _svg_histogram(r: LoadResult, width: int = 760, height: int = 240) -> str:
     if hi <= lo * 1.01:
         lo, hi = lo * 0.9, hi * 1.1
     edges = [lo * (hi / lo) ** (i / bins) for i in range(bins + 1)]
-    counts = []
-    for i in range(bins):
-        a, b = int(edges[i]), int(edges[i + 1])
-        counts.append(_count_between(h, a, b, last=i == bins - 1))
+    counts = [0] * bins
+    span = math.log(hi / lo)
+    for item in h.get_recorded_iterator():  # one pass over the recorded values (the counts array is large)
+        v = item.value_iterated_to
+        i = min(bins - 1, max(0, int(math.log(max(v, lo) / lo) / span * bins))) if span > 0 else 0
+        counts[i] += item.count_at_value_iterated_to
     top = max(counts) or 1
     left, bottom = 50, 30
     bw = (width - left - 10) / bins
@@ -139,16 +141,6 @@ def _svg_histogram(r: LoadResult, width: int = 760, height: int = 240) -> str:
                      f'stroke-dasharray="4 3"/><text x="{x + 3:.1f}" y="22" fill="{colour}">p{q}</text>')
     parts.append("</svg>")
     return "".join(parts)
-
-
-def _count_between(h: Any, a: int, b: int, last: bool) -> int:
-    """Recorded values in [a, b) (the last bucket includes b), from the histogram's own iterator."""
-    total = 0
-    for item in h.get_recorded_iterator():
-        v = item.value_iterated_to
-        if a <= v < b or (last and v == b):
-            total += item.count_at_value_iterated_to
-    return total
 
 
 def _svg_timeline(r: LoadResult, width: int = 760, height: int = 260) -> str:
