@@ -585,8 +585,10 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     acct = None if args.acct_listen == "off" else (
         parse_hostport(args.acct_listen, 1813, what="--acct-listen") if args.acct_listen
         else (host, port + 1 if port and port < 65535 else 0))
+    metrics = _listen_address(args.metrics) if args.metrics else None
     return run_emulator(host, port, config_path=args.config, secret_file=args.secret_file,
-                        duration_s=args.duration, pki_dir=args.pki, acct=acct)
+                        duration_s=args.duration, pki_dir=args.pki, acct=acct, workers=args.workers,
+                        metrics=metrics)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -680,6 +682,16 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick-timeout", type=_positive(float, "--quick-timeout"), default=3.0, metavar="S",
                    help="seconds per transmission (2 sent) for the steps NPS answers at once (default 3)")
     diag.set_defaults(func=cmd_diagnose)
+    load = sub.add_parser("load", help="many authentications at a rate or a concurrency: percentiles, loss, HTML")
+    _add_auth_args(load)
+    for action in load._actions:
+        if action.dest == "identity":  # or --users-csv
+            action.required = False
+            action.help = "User-Name; with {n} a template for many users (probe-{n}, see --users)"
+    from .load.cli import add_load_args, cmd_load
+
+    add_load_args(load)
+    load.set_defaults(func=cmd_load)
     em = sub.add_parser("emulator", help="run the NPS + MFA extension emulator on loopback",
                         **_help("RADIUS_PROBE_DICTIONARIES"))
     em.add_argument("--listen", default="127.0.0.1:1812", metavar="ADDR", help="default 127.0.0.1:1812")
@@ -692,6 +704,11 @@ def make_parser() -> argparse.ArgumentParser:
     em.add_argument("--pki", metavar="DIR",
                     help="lab PKI for EAP: reused when DIR holds one, else written there "
                          "(default: a new temporary directory, printed at start)")
+    em.add_argument("--workers", type=_positive(int, "--workers", 1, inclusive=True), default=1, metavar="N",
+                    help="N emulator processes sharing the port (SO_REUSEPORT) when one cannot keep up (default 1)")
+    em.add_argument("--metrics", metavar="ADDR",
+                    help="serve the emulator's counters (received, answered, dropped, sessions) on "
+                         "http://ADDR/metrics (HOST:PORT; port 0: a free one, printed)")
     em.set_defaults(func=cmd_emulator)
     demo = sub.add_parser("demo", help="start the emulator and probe every behaviour (zero setup)",
                           **_help("RADIUS_PROBE_DICTIONARIES"))

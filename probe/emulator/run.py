@@ -60,7 +60,8 @@ def describe(config: EmulatorConfig) -> str:
 
 def run_emulator(host: str, port: int, *, config_path: str | None = None, secret_file: str | None = None,
                  duration_s: float | None = None, pki_dir: str | None = None,
-                 acct: tuple[str, int] | None = None) -> int:
+                 acct: tuple[str, int] | None = None, workers: int = 1,
+                 metrics: tuple[str, int] | None = None) -> int:
     pki_note = None
     temporary: Path | None = None  # a lab PKI we made in a temp dir: removed on exit (a named --pki stays)
     try:
@@ -82,6 +83,16 @@ def run_emulator(host: str, port: int, *, config_path: str | None = None, secret
         print(f"radius-probe: {exc}", file=sys.stderr)
         return 3
     try:
+        if workers > 1 or metrics is not None:  # the emulator holding a load (probe.emulator.hold; no accounting port)
+            from .hold import serve_held
+
+            def banner(bound: tuple[str, int]) -> None:
+                print(f"NPS emulator listening on {bound[0]}:{bound[1]} (UDP, {workers} worker(s)); "
+                      f"shared secret: {secret_note}")
+                print("\n".join(([pki_note] if pki_note else []) + [describe(config)]), flush=True)
+
+            return serve_held(config, host, port, workers=workers, metrics=metrics, duration_s=duration_s,
+                              banner=banner)
         return asyncio.run(_serve(config, host, port, secret_note, duration_s, pki_note, acct))
     finally:
         if temporary is not None:
@@ -109,6 +120,8 @@ async def _serve(config: EmulatorConfig, host: str, port: int, secret_note: str,
     print(f"NPS emulator listening on {bound[0]}:{bound[1]} (UDP); shared secret: {secret_note}")
     if accounting is not None:
         print(f"accounting on {acct_bound[0]}:{acct_bound[1]} (UDP)")
+    if emulator.buffer_grant is not None and emulator.buffer_grant.warning():
+        print(f"radius-probe: emulator {emulator.buffer_grant.warning()}", file=sys.stderr)
     if pki_note:
         print(pki_note)
     print(describe(config), flush=True)

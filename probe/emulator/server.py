@@ -89,6 +89,11 @@ class _Answer:
     no_otp: str | None = None  # the method that cannot carry the OTP round (EAP, MS-CHAPv2, CHAP): TOTP users fail
 
 
+DEFAULT_RCVBUF = 32 * 1024 * 1024
+"""Bytes of SO_RCVBUF (and SO_SNDBUF) asked for the emulator's socket: 10,000 requests at once fit."""
+DROP_EVENTS = frozenset({13, 17, 18, 4401, 4402, 4405, 6274})
+"""Events that mean a request was discarded without an answer (counted in ``dropped``)."""
+
 PENDING = math.inf
 """A duplicate-cache entry for a request not answered yet (the value is: drop duplicates until then)."""
 
@@ -111,6 +116,9 @@ class NpsEmulator(asyncio.DatagramProtocol):
         self._sweeper: asyncio.TimerHandle | None = None
         self._reply_attrs = {name: encode_pairs(u.reply, self.dictionary) for name, u in config.users.items()}
         self.requests = 0
+        self.answered = 0  # replies sent (Accept, Reject, Challenge)
+        self.dropped = 0  # requests discarded on purpose (the events in DROP_EVENTS)
+        self.buffer_grant: Any = None  # the socket buffers the kernel granted (probe.load.kernel.BufferGrant)
         self.stats = EmulatorStats()
         # users the extension began MFA for (push, call, OTP), latest last: tests count pushes (capped like events)
         self.mfa_started: deque[str] = deque(maxlen=self.limits.events_history)
@@ -124,10 +132,17 @@ class NpsEmulator(asyncio.DatagramProtocol):
 
     # -- lifecycle -------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+    async def start(self, host: str = "127.0.0.1", port: int = 0, *, reuse_port: bool = False,
+                    rcvbuf: int | None = DEFAULT_RCVBUF) -> tuple[str, int]:
+        """Listen on host:port (``reuse_port``: SO_REUSEPORT, for ``--workers``); a large receive buffer
+        (``rcvbuf`` bytes, None: the system's) so a burst of requests is not dropped by the kernel."""
         loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port), reuse_port=reuse_port or None)
         assert self.transport is not None
+        if rcvbuf is not None:
+            from ..load.kernel import set_buffers
+
+            self.buffer_grant = set_buffers(self.transport.get_extra_info("socket"), rcvbuf)
         self._sweeper = loop.call_later(self.limits.sweep_interval_s, self._sweep_tick)
         return self.transport.get_extra_info("sockname")[:2]
 
@@ -157,6 +172,8 @@ class NpsEmulator(asyncio.DatagramProtocol):
 
     def _event(self, event_id: int, reason: int | None, user: str | None, text: str) -> None:
         ev = Event(event_id, reason, user, text, self.clock())
+        if event_id in DROP_EVENTS:
+            self.dropped += 1
         self.events.append(ev)
         log.info("event %d reason %s user %s: %s", event_id, reason, user, text)
 
@@ -495,6 +512,7 @@ class NpsEmulator(asyncio.DatagramProtocol):
             return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(data, ans.addr)
+            self.answered += 1
         if code != pk.ACCESS_CHALLENGE:
             self._finish(ans)
         self._done(ans.key)
