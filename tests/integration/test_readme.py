@@ -214,7 +214,7 @@ def test_readme_runs_verbatim(tmp_path: Path) -> None:
         shim.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RADIUS_PROBE_", "NPS"))}
     env["PATH"] = f"{shims}:{env.get('PATH', '/usr/bin:/bin')}"
-    env.pop("PYTHONPATH", None)
+    env["PYTHONPATH"] = str(ROOT)  # "pip install ." stands for this checkout: importable by other tools too (locust)
 
     ns = Namespace()
     started: list[int] = []
