@@ -168,3 +168,18 @@ def test_nas_attributes_are_encoded_once_per_check_but_the_guid(extra: list[tupl
         assert first != second  # a new RRAS correlation GUID for every conversation
     first.append((1, b"x"))  # a caller's edit never reaches the next conversation
     assert profiles.nas_attributes("rras", ctx, extra, dictionary)[-1] != (1, b"x")
+
+
+def test_the_rras_correlation_id_is_a_braced_upper_case_uuid4() -> None:
+    import re
+    import uuid
+
+    from probe.radius.profiles import _correlation_id
+
+    ids = {_correlation_id() for _ in range(200)}
+    assert len(ids) == 200
+    for text in ids:
+        assert re.fullmatch(r"\{[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}\}", text), text
+        parsed = uuid.UUID(text.strip("{}"))
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert "{" + str(parsed).upper() + "}" == text
