@@ -183,3 +183,17 @@ def test_the_rras_correlation_id_is_a_braced_upper_case_uuid4() -> None:
         parsed = uuid.UUID(text.strip("{}"))
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
         assert "{" + str(parsed).upper() + "}" == text
+
+
+def test_the_fast_xor_and_attribute_encoder_give_the_bytes_of_the_plain_ones() -> None:
+    import os
+
+    from probe.radius import packet as pk
+
+    for n, m in ((16, 16), (5, 16), (16, 3), (0, 16), (32, 32)):
+        a, b = os.urandom(n), os.urandom(m)
+        assert pk._xor(a, b) == bytes(x ^ y for x, y in zip(a, b))
+    attrs = [(i % 255 + 1, os.urandom(i % 253 + 1)) for i in range(300)]
+    assert pk.encode_attributes(attrs) == b"".join(bytes((t, len(v) + 2)) + v for t, v in attrs)
+    with pytest.raises(ValueError, match="outside 1..255"):
+        pk.encode_attributes([(0, b"x")])
