@@ -1,9 +1,10 @@
-"""A one-shot PAP check loads neither the XML stack nor the uuid module (issue 14, second pass).
+"""A one-shot PAP check loads neither the XML stack, the uuid module nor difflib (issue 14, second pass).
 
 ``probe.report`` imported xml.etree.ElementTree for ``--junit`` only, and the NAS profile
-imported uuid (which loads platform) to format its correlation id: both at the start of every
-``radius-probe auth``. Behaviour, not time: the modules a real PAP auth against the emulator
-loaded, listed by the subprocess itself (tests/unit/test_junit_schema.py still writes the XML).
+imported uuid (which loads platform) to format its correlation id, and the "did you mean"
+helpers imported difflib for error paths: all at the start of every ``radius-probe auth``.
+Behaviour, not time: the modules a real PAP auth against the emulator loaded, listed by the
+subprocess itself (tests/unit/test_junit_schema.py still writes the XML).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from tests.helpers import CLI, clean_env, free_udp_port
 
 LAB_SECRET = "radius-probe-lab"
-CUT = ("xml", "uuid", "platform")
+CUT = ("xml", "uuid", "platform", "difflib")
 RUNNER = ("import json, sys\nfrom probe.cli import main\ncode = main(sys.argv[1:])\n"
           "print(json.dumps({'exit': code, 'modules': sorted(sys.modules)}))\n")
 
