@@ -10,9 +10,6 @@ never a secret.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import ipaddress
-import logging
 import os
 import sys
 from pathlib import Path
@@ -21,14 +18,14 @@ from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 from . import __version__
 from .lazy import tls_config_error
 from .inputs import UsageError, ascii_float, ascii_int, parse_hostport, read_secret_file, resolve
-from .methods import DEFAULT_METHOD, METHOD_NAMES, TLS_VERSIONS, Given, Problem, UnknownMethod, make_method, spec
-from .model import DEFAULT_SLOW_FRACTION, DEFAULT_WINDOW_S, Check, Expectation, Module, Secret, Target, TlsOptions
-from .model import RADSEC_PORT, RADSEC_SECRET, target_text
-from .outcome import EXIT_UNKNOWN, EXPECTATIONS
-from .radius.profiles import PROFILES
-from .verdict import DEFAULT_CERT_WARN_DAYS
+# --help names these; the modules that own them (methods, model, outcome, profiles, verdict) are
+# imported by the commands that need them, not to print a usage text (issue 14).
+from .names import DEFAULT_CERT_WARN_DAYS, DEFAULT_METHOD, DEFAULT_SLOW_FRACTION, DEFAULT_WINDOW_S, EXIT_UNKNOWN
+from .names import EXPECTATIONS, METHOD_NAMES, PROFILES, TLS_VERSIONS
 
 if TYPE_CHECKING:
+    from .methods import Problem
+    from .model import Check, Secret
     from .baseline import Baseline, Comparison
     from .checks import CheckResult
 
@@ -53,6 +50,8 @@ def _positive(kind: type, name: str, minimum: float = 0.0, inclusive: bool = Fal
 
 
 def _secret(args: argparse.Namespace) -> Secret:
+    from .model import Secret
+
     if args.secret_file:
         return Secret(read_secret_file(args.secret_file, "--secret-file"))
     if args.secret:
@@ -64,6 +63,8 @@ def _secret(args: argparse.Namespace) -> Secret:
 
 
 def _password(args: argparse.Namespace) -> Secret | None:
+    from .model import Secret
+
     if args.password_file:
         return Secret(read_secret_file(args.password_file, "--password-file"))
     if args.password is not None:
@@ -74,6 +75,8 @@ def _password(args: argparse.Namespace) -> Secret | None:
 
 def _passphrase(args: argparse.Namespace, option: str, env: str) -> Secret | None:
     """A key or PKCS#12 passphrase, as the shared secret: ``--X-file F``, then ``--X P``, then env ``env``."""
+    from .model import Secret
+
     dest = option.lstrip("-").replace("-", "_")
     path = getattr(args, dest + "_file", None)
     if path:
@@ -198,6 +201,9 @@ def _usage_problem(method: str, problem: Problem) -> str | None:
 
 def build_check(args: argparse.Namespace) -> tuple[Check, tuple[str, int]]:
     """``auth``'s command line as a one-check probe in memory: Module + Target + Expectation, and the address."""
+    from .methods import Given, UnknownMethod, spec
+    from .model import RADSEC_PORT, RADSEC_SECRET, Check, Expectation, Module, Secret, Target, TlsOptions, target_text
+
     try:
         method = spec(args.method)
     except UnknownMethod as exc:
@@ -296,6 +302,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
     import asyncio
 
     from .checks import RunOptions, run_check
+    from .methods import make_method
     from .report import summary
 
     check, address = build_check(args)
@@ -466,6 +473,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _loopback(host: str) -> bool:
     """Only loopback (127.0.0.0/8, ::1, localhost) counts: a name that may resolve elsewhere does not."""
+    import ipaddress
+
     if host.lower() in ("localhost", "localhost."):
         return True
     try:
@@ -482,6 +491,8 @@ def _listen_address(text: str) -> tuple[str, int]:
 
 
 def _serve_secret(args: argparse.Namespace) -> Secret | None:
+    from .model import Secret
+
     if args.secret_file:
         return Secret(read_secret_file(args.secret_file, "--secret-file"))
     env = os.environ.get("RADIUS_PROBE_SECRET")
@@ -506,6 +517,8 @@ def _add_deadline_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, c
 
 def _cap_deadlines(checks: Sequence[Check], deadline_s: float | None) -> None:
     """``run``/``serve --deadline``: no check's authentication lasts longer than ``deadline_s``."""
+    import dataclasses
+
     if deadline_s is None:
         return
     for check in checks:
@@ -735,6 +748,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.verbose:
+            import logging
+
             logging.basicConfig(level=logging.DEBUG if args.verbose > 1 else logging.INFO,
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         if not getattr(args, "func", None):

@@ -9,12 +9,13 @@ verdict and exit code are those of ``auth`` and of a probe file's check with
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .method_acct import STATUS_TYPES
 from .inputs import UsageError
-from .model import DEFAULT_WINDOW_S, TRANSPORTS, RadsecOptions
-from .outcome import EXPECTATIONS
+from .names import DEFAULT_WINDOW_S, EXPECTATIONS, STATUS_TYPES, TRANSPORTS  # import-free: --help stays cheap
+
+if TYPE_CHECKING:
+    from .model import RadsecOptions
 
 _NOT_ASKED: dict[str, Any] = {
     "password": None, "password_file": None, "otp": None, "outer_identity": None, "cert": None, "key": None,
@@ -86,6 +87,8 @@ def radsec_options(args: argparse.Namespace) -> RadsecOptions | None:
     if not args.radsec_ca and not args.radsec_insecure:
         raise UsageError("--transport radsec needs --radsec-ca (the CA of the server's certificate) or "
                          "--radsec-insecure")
+    from .model import RadsecOptions
+
     return RadsecOptions(cert=args.radsec_cert, key=args.radsec_key, ca=args.radsec_ca,
                          server_name=args.radsec_server_name, insecure=args.radsec_insecure)
 

@@ -14,7 +14,6 @@ its entry here, its emulator side, tests.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Literal, Protocol
 
@@ -264,6 +263,8 @@ class UnknownMethod(LookupError):
     """A method name the registry does not know; the message lists the choices (and a near miss)."""
 
     def __init__(self, name: str) -> None:
+        import difflib  # only for a name nobody knows: a check's start-up does not load it
+
         close = difflib.get_close_matches(name, METHOD_NAMES, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         super().__init__(f"unknown method {name!r} (choose {', '.join(METHOD_NAMES)}){hint}")

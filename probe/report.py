@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
-import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -13,6 +12,8 @@ from .methods import METHODS
 from .outcome import VERDICTS, Outcome
 
 if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
+
     from .checks import CheckResult, Progress
 
 
@@ -212,6 +213,8 @@ def junit_xml(results: Sequence[CheckResult]) -> str:
     FAILED -> <failure>, UNKNOWN -> <error> (the probe could not run: CI tools
     keep the two apart); DEGRADED passes with its reasons in <system-err>.
     """
+    import xml.etree.ElementTree as ET  # only for --junit: a one-shot check does not load the XML stack
+
     by_file: dict[str, list[CheckResult]] = {}
     for r in results:
         by_file.setdefault(r.check.source, []).append(r)
@@ -234,6 +237,8 @@ def _junit_counts(results: Sequence[CheckResult]) -> dict[str, str]:
 
 
 def _junit_case(suite: ET.Element, r: CheckResult) -> None:
+    import xml.etree.ElementTree as ET
+
     case = ET.SubElement(suite, "testcase", classname=f"radius-probe.{r.check.target.name}",
                          name=r.check.name, time=f"{r.outcome.duration_s:.3f}")
     kind = {"FAILED": "failure", "UNKNOWN": "error"}.get(r.verdict)

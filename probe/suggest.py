@@ -3,12 +3,13 @@ attributes, values, emulator users): difflib's close matches, case-insensitive."
 
 from __future__ import annotations
 
-import difflib
 from typing import Iterable
 
 
 def close_match(name: str, known: Iterable[str]) -> str | None:
     """The known name closest to ``name``, or None when none is close (difflib ratio >= 0.6)."""
+    import difflib  # only on an error path: a check's start-up does not load it
+
     names = [k for k in known if k != name]
     by_lower = {k.lower(): k for k in names}
     match = difflib.get_close_matches(name.lower(), list(by_lower), n=1)

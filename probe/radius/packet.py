@@ -89,11 +89,14 @@ def malformed(detail: str) -> PacketError:
 def encode_attributes(attrs: Iterable[Attr]) -> bytes:
     out = bytearray()
     for atype, value in attrs:
+        size = len(value)
         if not 1 <= atype <= 255:
             raise ValueError(f"attribute type {atype} is outside 1..255")
-        if not 1 <= len(value) <= MAX_ATTR_VALUE:
-            raise ValueError(f"attribute {atype}: value length {len(value)} is outside 1..253")
-        out += bytes((atype, len(value) + 2)) + value
+        if not 1 <= size <= MAX_ATTR_VALUE:
+            raise ValueError(f"attribute {atype}: value length {size} is outside 1..253")
+        out.append(atype)  # appended in place: no header bytes object and no concatenated copy per attribute
+        out.append(size + 2)
+        out += value
     return bytes(out)
 
 
@@ -184,6 +187,8 @@ def join_eap_message(attrs: Sequence[Attr]) -> bytes | None:
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
+    if len(a) == len(b):  # every 16-byte block: one integer XOR, not a generator over 16 bytes
+        return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
     return bytes(x ^ y for x, y in zip(a, b))
 
 

@@ -168,3 +168,32 @@ def test_nas_attributes_are_encoded_once_per_check_but_the_guid(extra: list[tupl
         assert first != second  # a new RRAS correlation GUID for every conversation
     first.append((1, b"x"))  # a caller's edit never reaches the next conversation
     assert profiles.nas_attributes("rras", ctx, extra, dictionary)[-1] != (1, b"x")
+
+
+def test_the_rras_correlation_id_is_a_braced_upper_case_uuid4() -> None:
+    import re
+    import uuid
+
+    from probe.radius.profiles import _correlation_id
+
+    ids = {_correlation_id() for _ in range(200)}
+    assert len(ids) == 200
+    for text in ids:
+        assert re.fullmatch(r"\{[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}\}", text), text
+        parsed = uuid.UUID(text.strip("{}"))
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert "{" + str(parsed).upper() + "}" == text
+
+
+def test_the_fast_xor_and_attribute_encoder_give_the_bytes_of_the_plain_ones() -> None:
+    import os
+
+    from probe.radius import packet as pk
+
+    for n, m in ((16, 16), (5, 16), (16, 3), (0, 16), (32, 32)):
+        a, b = os.urandom(n), os.urandom(m)
+        assert pk._xor(a, b) == bytes(x ^ y for x, y in zip(a, b))
+    attrs = [(i % 255 + 1, os.urandom(i % 253 + 1)) for i in range(300)]
+    assert pk.encode_attributes(attrs) == b"".join(bytes((t, len(v) + 2)) + v for t, v in attrs)
+    with pytest.raises(ValueError, match="outside 1..255"):
+        pk.encode_attributes([(0, b"x")])
