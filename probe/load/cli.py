@@ -10,7 +10,6 @@ printed, and nothing at all to a non-loopback target without ``--yes``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,6 +143,8 @@ def cmd_load(args: argparse.Namespace) -> int:
         sys.stderr.flush()
 
     try:
+        import asyncio  # here, not at the top: --help loads no asyncio (issue 14)
+
         result = asyncio.run(run_load(plan, progress=show if live else None))
     except OSError as exc:
         raise UsageError(f"cannot open a socket to {plan.check.target.address}: {exc.strerror or exc}") from None
