@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
+from probe.methods import RoundPayload
 from probe.model import ProbeConfig, Secret
+from probe.outcome import Outcome
 from probe.emulator.config import DEFAULT_PASSWORD, DEFAULT_SECRET, EmulatorConfig, default_config
 from probe.emulator.server import NpsEmulator
 from probe.radius import packet as pk
@@ -113,3 +115,26 @@ async def rogue(respond: Callable[[pk.Packet], bytes | None]) -> AsyncIterator[t
         yield transport.get_extra_info("sockname")[:2]
     finally:
         transport.close()
+
+
+class Endless:
+    """A method that answers every Access-Challenge, forever (an EAP peer that never sees the end);
+    counts its report() calls."""
+
+    primary_auth_done = False
+    user_name = "eve"
+
+    def __init__(self) -> None:
+        self.reported = 0
+
+    def start(self) -> RoundPayload:
+        return RoundPayload(attributes=[(pk.EAP_MESSAGE, b"\x02\x01\x00\x05\x01")])
+
+    def on_challenge(self, reply: pk.Packet) -> RoundPayload | None:
+        return self.start()
+
+    def on_final(self, reply: pk.Packet, request: pk.Packet, outcome: Outcome) -> None:
+        return None
+
+    def report(self, outcome: Outcome) -> None:
+        self.reported += 1

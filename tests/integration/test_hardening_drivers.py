@@ -27,13 +27,12 @@ from probe.drivers.aio import authenticate
 from probe.drivers.blocking import authenticate_blocking
 from probe.emulator.config import DEFAULT_PASSWORD, DEFAULT_SECRET, EmulatedUser, EmulatorConfig, default_config
 from probe.emulator.server import NpsEmulator
-from probe.methods import RoundPayload
 from probe.model import ProbeConfig, Secret, TlsOptions
 from probe.outcome import Outcome
 from probe.pki import Pki
 from probe.radius import packet as pk
 from probe.radius.transport import MAX_IGNORED_KEPT, RetryPolicy
-from tests.helpers import cli, emulator, pap, run
+from tests.helpers import Endless, cli, emulator, pap, run
 
 SECRET = DEFAULT_SECRET.encode()
 DRIVERS = ("aio", "blocking")
@@ -113,23 +112,6 @@ class UdpServer:
         self.sock.close()
 
 
-class Endless:
-    """A method that answers every Access-Challenge (an EAP peer that never sees the end)."""
-
-    primary_auth_done = False
-    user_name = "eve"
-
-    def start(self) -> RoundPayload:
-        return RoundPayload(attributes=[(pk.EAP_MESSAGE, b"\x02\x01\x00\x05\x01")])
-
-    def on_challenge(self, reply: pk.Packet) -> RoundPayload | None:
-        return self.start()
-
-    def on_final(self, reply: pk.Packet, request: pk.Packet, outcome: Outcome) -> None:
-        return None
-
-    def report(self, outcome: Outcome) -> None:
-        return None
 
 
 # -- finding 1: a spoofer's flood is counted, not kept ------------------------------------------------

@@ -19,7 +19,7 @@ from probe.methods import MethodError, RoundPayload
 from probe.outcome import Outcome
 from probe.radius import packet as pk
 from probe.radius.transport import Disposition, RetryPolicy
-from tests.helpers import pap
+from tests.helpers import Endless, pap
 
 SECRET = b"radius-probe-lab"
 SERVER = ("192.0.2.1", 1812)
@@ -338,26 +338,6 @@ def test_a_reply_just_before_the_listen_window_ends_counts() -> None:
     assert (w.outcome.result, w.outcome.late, w.outcome.retransmissions) == ("accept", True, 2)
 
 
-class Endless:
-    """A method that answers every Access-Challenge."""
-
-    primary_auth_done = False
-    user_name = "eve"
-
-    def __init__(self) -> None:
-        self.reported = 0
-
-    def start(self) -> RoundPayload:
-        return RoundPayload(attributes=[(pk.EAP_MESSAGE, b"\x02\x01\x00\x05\x01")])
-
-    def on_challenge(self, reply: pk.Packet) -> RoundPayload | None:
-        return self.start()
-
-    def on_final(self, reply: pk.Packet, request: pk.Packet, outcome: Outcome) -> None:
-        return None
-
-    def report(self, outcome: Outcome) -> None:
-        self.reported += 1
 
 
 def test_round_limit_stops_an_endless_server() -> None:

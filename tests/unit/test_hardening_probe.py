@@ -25,7 +25,7 @@ from probe.model import ROUND_LIMIT_CEILING, ROUND_LIMIT_FLOOR
 from probe.outcome import ErrorKind, Outcome, finalize
 from probe.radius import packet as pk
 from probe.radius.transport import MAX_IGNORED_KEPT, Disposition, RetryPolicy, Round
-from tests.helpers import pap
+from tests.helpers import Endless, pap
 
 SECRET = b"radius-probe-lab"
 SERVER = ("192.0.2.1", 1812)
@@ -90,23 +90,6 @@ class Wire:
         return self.conv.outcome
 
 
-class Endless:
-    """An EAP-like method that answers every Access-Challenge, forever."""
-
-    primary_auth_done = False
-    user_name = "eve"
-
-    def start(self) -> RoundPayload:
-        return RoundPayload(attributes=[(pk.EAP_MESSAGE, b"\x02\x01\x00\x05\x01")])
-
-    def on_challenge(self, reply: pk.Packet) -> RoundPayload | None:
-        return self.start()
-
-    def on_final(self, reply: pk.Packet, request: pk.Packet, outcome: Outcome) -> None:
-        return None
-
-    def report(self, outcome: Outcome) -> None:
-        return None
 
 
 class Mfa(Endless):
