@@ -5,6 +5,9 @@ modules it loaded: no cryptography X.509, pyOpenSSL, aiohttp, prometheus_client 
 (each costs tens of milliseconds of start-up, before the first datagram). ``--help``
 does not even load asyncio or the conversation. An EAP-TLS check still loads the TLS
 stack (the test that cannot fail is a defect: this one shows the probe does load it when needed).
+
+The second pass (issue 14): no xml.etree (only --junit needs it), uuid (it loads platform) or difflib
+(only an unknown name needs it) either.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -21,6 +24,7 @@ from tests.helpers import CLI, clean_env, free_udp_port
 
 LAB_SECRET = "radius-probe-lab"
 HEAVY = ("cryptography.x509", "OpenSSL", "aiohttp", "prometheus_client", "yaml")
+CUT = ("xml", "uuid", "platform", "difflib")  # the second pass: --junit, the correlation id, did-you-mean
 # Runs the CLI's main() in this interpreter, then prints the loaded module names (stdout's last line).
 RUNNER = ("import json, sys\nfrom probe.cli import main\ncode = main(sys.argv[1:])\n"
           "print(json.dumps({'exit': code, 'modules': sorted(sys.modules)}))\n")
@@ -41,12 +45,17 @@ def emulator_port() -> Iterator[int]:
         proc.wait(timeout=10)
 
 
-def loaded(*args: str) -> tuple[int, set[str]]:
+def main_report(*args: str) -> tuple[dict[str, Any], str]:
+    """main(args) in a fresh interpreter: its exit code and loaded modules (the last line), and all its stdout."""
     done = subprocess.run([sys.executable, "-c", RUNNER, *args], capture_output=True, text=True, timeout=60,
                           env=clean_env())
     lines = done.stdout.strip().splitlines()
     assert lines, done.stderr
-    report = json.loads(lines[-1])
+    return json.loads(lines[-1]), done.stdout + done.stderr
+
+
+def loaded(*args: str) -> tuple[int, set[str]]:
+    report, _ = main_report(*args)
     return report["exit"], set(report["modules"])
 
 
@@ -62,6 +71,18 @@ def test_a_pap_auth_loads_no_tls_http_metrics_or_yaml(emulator_port: int, tmp_pa
     assert code == 0
     assert "probe.drivers.aio" in modules  # it did authenticate
     assert heavy(modules) == []
+
+
+def test_a_pap_auth_loads_no_xml_or_uuid(emulator_port: int, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text(LAB_SECRET + "\n")
+    report, output = main_report("auth", f"127.0.0.1:{emulator_port}", "--secret-file", str(secret),
+                                 "--allow-unsigned", "--method", "pap", "--identity", "alice",
+                                 "--password", "Passw0rd!", "--json")
+    assert report["exit"] == 0, output
+    assert '"result": "accept"' in output  # it did authenticate, with the rras profile's correlation id
+    modules = set(report["modules"])
+    assert sorted(m for m in modules if m.split(".")[0] in CUT) == []
 
 
 def test_help_loads_neither_asyncio_nor_the_conversation() -> None:
